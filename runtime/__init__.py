@@ -1,0 +1,29 @@
+"""siamese.runtime: face detection, alignment and verification with numpy, OpenCV and onnxruntime.
+
+This package never imports torch; training and export import it, never the other way round.
+"""
+
+from siamese.runtime.align import TEMPLATE_112, align_face, similarity_transform
+from siamese.runtime.detector import Face, FaceDetector
+from siamese.runtime.errors import (
+    DatasetError,
+    ImageError,
+    ModelError,
+    SiameseError,
+)
+from siamese.runtime.imageio import read_image
+from siamese.runtime.preprocess import Preprocess
+
+__all__ = [
+    "TEMPLATE_112",
+    "DatasetError",
+    "Face",
+    "FaceDetector",
+    "ImageError",
+    "ModelError",
+    "Preprocess",
+    "SiameseError",
+    "align_face",
+    "read_image",
+    "similarity_transform",
+]

@@ -1,0 +1,94 @@
+"""YuNet face detector (OpenCV's FaceDetectorYN) returning boxes, 5 landmarks and scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from siamese.runtime.errors import ModelError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+YUNET_PATH = MODELS_DIR / "face_detection_yunet_2023mar.onnx"
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face in image pixels.
+
+    box: (x, y, w, h); landmarks: (5, 2) right eye, left eye, nose tip, right and left mouth
+    corners; score: detector confidence in [0, 1].
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+
+    @property
+    def area(self) -> float:
+        return float(self.box[2] * self.box[3])
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.box[:2] + self.box[2:] / 2
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """YuNet thresholds; the defaults favour recall on cropped face photos."""
+
+    score_threshold: float = 0.6
+    nms_threshold: float = 0.3
+    top_k: int = 50
+
+
+class FaceDetector:
+    """YuNet on any image size; one instance per thread (OpenCV's detector keeps state).
+
+    >>> faces = FaceDetector().detect(read_image("me.jpg"))
+    """
+
+    def __init__(self, model_path: str | Path | None = None,
+                 config: DetectorConfig | None = None) -> None:
+        self.model_path = Path(model_path) if model_path else YUNET_PATH
+        self.config = config or DetectorConfig()
+        if not self.model_path.is_file():
+            raise ModelError(f"face detector model not found: {self.model_path}")
+        try:
+            self._net = cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (320, 320), self.config.score_threshold,
+                self.config.nms_threshold, self.config.top_k)
+        except cv2.error as exc:
+            raise ModelError(f"cannot load face detector {self.model_path}: {exc}") from None
+        self._input_size: tuple[int, int] = (320, 320)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in a BGR uint8 image, highest score first; an empty list when there are none."""
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        height, width = image.shape[:2]
+        if (width, height) != self._input_size:
+            self._net.setInputSize((width, height))
+            self._input_size = (width, height)
+        _, rows = self._net.detect(image)
+        if rows is None:
+            return []
+        faces = [
+            Face(box=row[:4].astype(np.float32).copy(),
+                 landmarks=row[4:14].astype(np.float32).reshape(5, 2).copy(),
+                 score=float(row[14]))
+            for row in rows
+        ]
+        return sorted(faces, key=lambda face: face.score, reverse=True)
+
+
+def largest_face(faces: list[Face]) -> Face | None:
+    """The face with the largest box, or None."""
+    return max(faces, key=lambda face: face.area, default=None)
+
+
+def most_central_face(faces: list[Face], image_shape: tuple[int, ...]) -> Face | None:
+    """The face whose box centre lies nearest the image centre, or None."""
+    centre = np.array([image_shape[1], image_shape[0]], dtype=np.float32) / 2
+    return min(faces, key=lambda face: float(np.linalg.norm(face.center - centre)), default=None)

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+from siamese.runtime import FaceDetector, ModelError, Preprocess, read_image
+from siamese.runtime.errors import ImageError
+
+from .conftest import ATT_FACES, LFW_MINI
+
+
+def test_preprocess_grey_nchw_matches_hand_computation():
+    crop = np.zeros((112, 112, 3), np.uint8)
+    crop[..., 2] = 255  # pure red in BGR
+    spec = Preprocess(size=100, color="gray", mean=(0.5,), std=(0.5,))
+    x = spec(crop)
+    assert x.shape == (1, 1, 100, 100) and x.dtype == np.float32
+    grey = 0.299  # OpenCV's weight of red
+    assert x[0, 0, 50, 50] == pytest.approx((grey - 0.5) / 0.5, abs=0.01)
+
+
+def test_preprocess_rgb_nhwc_keeps_channel_order():
+    crop = np.zeros((2, 112, 112, 3), np.uint8)
+    crop[..., 0] = 255  # blue in BGR
+    x = Preprocess(size=112, color="rgb", mean=(0, 0, 0), std=(1, 1, 1), layout="NHWC")(crop)
+    assert x.shape == (2, 112, 112, 3)
+    np.testing.assert_allclose(x[0, 0, 0], [0.0, 0.0, 1.0])
+
+
+def test_preprocess_round_trips_and_rejects_bad_specs():
+    spec = Preprocess(size=96, color="rgb", mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))
+    assert Preprocess.from_json(spec.to_json()) == spec
+    with pytest.raises(ModelError):
+        Preprocess(color="gray", mean=(0.5, 0.5, 0.5), std=(0.5,))
+    with pytest.raises(ModelError):
+        Preprocess.from_json('{"size": 96}')
+    with pytest.raises(ModelError):
+        Preprocess.from_json("not json")
+
+
+def test_detector_finds_one_face_in_each_fixture_image():
+    detector = FaceDetector()
+    for path in [*sorted((LFW_MINI / "lfw-deepfunneled").glob("*/*_0001.jpg")),
+                 *sorted(ATT_FACES.glob("*/1.pgm"))]:
+        faces = detector.detect(read_image(path))
+        assert faces, path
+        best = faces[0]
+        assert best.landmarks.shape == (5, 2) and best.box.shape == (4,)
+        assert best.score > 0.8
+        # the right eye (image left) is left of the left eye, the eyes above the mouth
+        assert best.landmarks[0, 0] < best.landmarks[1, 0]
+        assert best.landmarks[:2, 1].max() < best.landmarks[3:, 1].min()
+
+
+def test_detector_returns_an_empty_list_for_any_size_without_faces():
+    detector = FaceDetector()
+    for shape in [(480, 640, 3), (37, 53, 3), (1080, 1920, 3)]:
+        assert detector.detect(np.full(shape, 128, np.uint8)) == []
+
+
+def test_unreadable_images_raise_image_error(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ImageError, match="bad.jpg"):
+        read_image(bad)
+    with pytest.raises(ImageError, match="missing.jpg"):
+        read_image(tmp_path / "missing.jpg")
+    with pytest.raises(ModelError, match="nope.onnx"):
+        FaceDetector(tmp_path / "nope.onnx")

@@ -1,0 +1,1 @@
+"""siamese.train: datasets, the aligned-face cache, models, losses, training and evaluation."""

@@ -1,0 +1,48 @@
+"""`siamese-data`: prepare the aligned-face cache of LFW or of a folder of faces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from siamese.runtime.cli_support import setup_logging, user_errors
+from siamese.runtime.errors import DatasetError
+from siamese.train import face_cache
+from siamese.train.datasets import read_folder
+from siamese.train.lfw import LFW
+
+
+@click.group()
+def main() -> None:
+    """Prepare face datasets for training and evaluation."""
+
+
+@main.command()
+@click.option("--lfw-root", type=click.Path(path_type=Path), help="Extracted LFW tree.")
+@click.option("--folder", type=click.Path(path_type=Path), help="Faces as ROOT/<person>/<images>.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Cache root [default: $SIAMESE_CACHE or ~/.cache/siamese].")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes [default: cores].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", is_flag=True)
+@user_errors
+def prepare(lfw_root: Path | None, folder: Path | None, cache_dir: Path | None,
+            workers: int | None, quiet: bool, verbose: bool) -> None:
+    """Detect and align every image once and store the crops in the cache."""
+    setup_logging(verbose)
+    if (lfw_root is None) == (folder is None):
+        raise DatasetError("give exactly one of --lfw-root DIR or --folder DIR")
+    if lfw_root is not None:
+        lfw = LFW(lfw_root)
+        kind, image_root, images = "lfw", lfw.image_root, lfw.images
+    else:
+        kind, image_root, images = "folder", folder, read_folder(folder)
+    faces, summary = face_cache.prepare(kind, image_root, images, cache_dir, workers,
+                                        progress=not quiet)
+    for path in summary.skipped_files:
+        click.echo(f"skipped unreadable image: {path}", err=True)
+    click.echo(summary.describe())
+    click.echo(f"cache: {faces.directory}")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Image lists of face datasets: one `FaceImage` per file, grouped by identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from siamese.runtime.errors import DatasetError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif",
+                            ".tiff"})
+
+
+@dataclass(frozen=True)
+class FaceImage:
+    """One image of one person; `path` is relative to the dataset's image root."""
+
+    path: str
+    identity: str
+
+
+def read_folder(root: str | Path) -> list[FaceImage]:
+    """A user's faces laid out as ROOT/<person>/<images>, sorted by person then file name.
+
+    Files that are not images by suffix are ignored; a root without any is an error.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"face folder not found: {root}")
+    images = [
+        FaceImage(path=f"{person.name}/{file.name}", identity=person.name)
+        for person in sorted(p for p in root.iterdir() if p.is_dir())
+        for file in sorted(person.iterdir())
+        if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not images:
+        raise DatasetError(f"no images found under {root} (expected ROOT/<person>/<image files>)")
+    return images
