@@ -1,0 +1,1 @@
+"""siamese.export: ONNX and TorchScript export of trained checkpoints, with parity gates."""
