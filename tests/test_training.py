@@ -1,0 +1,88 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from siamese.runtime import Preprocess
+from siamese.train.checkpoint import build_model, load_checkpoint
+from siamese.train.config import PRESETS
+from siamese.train.data import FaceTensors, normalize, to_unit_range
+from siamese.train.lfw import LFW
+from siamese.train.trainer import Trainer
+
+from .conftest import LFW_MINI
+
+
+def _train_records(faces):
+    return faces.select(set(LFW(LFW_MINI).view1_train_people))
+
+
+def test_training_tensors_match_the_runtime_preprocess(mini_faces):
+    spec = Preprocess(size=100, color="gray", mean=(0.5,), std=(0.5,))
+    records = mini_faces.records[:5]
+    tensors = FaceTensors.from_cache(mini_faces, records, spec)
+    from_training = normalize(to_unit_range(tensors.pixels), spec).numpy()
+    from_runtime = spec(np.stack([mini_faces.crop(r.path) for r in records]))
+    np.testing.assert_allclose(from_training, from_runtime, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset, changes", [
+    ("seed", {"epochs": 2, "warmup_epochs": 0}),
+    ("edge", {"arch": "edge-resnet-s", "epochs": 2, "warmup_epochs": 0, "p": 4, "k": 4,
+              "lr": 0.05}),
+])
+def test_two_epochs_lower_the_loss(mini_faces, tmp_path, preset, changes):
+    config = PRESETS[preset].updated(**changes, seed=3)
+    trainer = Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {"kind": "test"},
+                      progress=False)
+    first = np.mean([trainer.run_epoch(0)["loss"] for _ in range(1)])
+    for epoch in range(1, 6):
+        last = trainer.run_epoch(epoch)["loss"]
+    assert last < first
+
+
+def test_checkpoint_carries_config_spec_calibration_and_resumes(mini_faces, tmp_path):
+    config = PRESETS["seed"].updated(epochs=2, warmup_epochs=1, hard_mining_every=1)
+    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {"kind": "test"},
+            progress=False).run()
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 2 and state["arch"] == "seed"
+    assert Preprocess.from_dict(state["preprocess"]).size == 100
+    assert state["calibration"]["target_far"] == 1e-3
+    assert not set(state["val_people"]) & set(state["train_people"])
+    resumed = Trainer(config.updated(epochs=3), mini_faces, _train_records(mini_faces), tmp_path,
+                      {"kind": "test"}, progress=False)
+    resumed.resume(tmp_path / "last.pt")
+    result = resumed.run()
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    model = build_model(load_checkpoint(tmp_path / "last.pt"))
+    assert model(torch.zeros(1, 1, 100, 100)).shape == (1, 128)
+
+
+def test_train_and_eval_commands_end_to_end(tmp_path):
+    env_args = ["--lfw-root", str(LFW_MINI), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    run = subprocess.run([sys.executable, "-c", "from siamese.train.cli import train_main; "
+                          "train_main()", "--preset", "seed", "--epochs", "2",
+                          "--warmup-epochs", "1", "--out", str(tmp_path / "run"), *env_args],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    evaluation = subprocess.run([sys.executable, "-c", "from siamese.train.cli import eval_main; "
+                                 "eval_main()", str(tmp_path / "run" / "best.pt"), "--view2",
+                                 *env_args], capture_output=True, text=True)
+    assert evaluation.returncode == 0, evaluation.stderr
+    report = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
+    assert report["view1"]["pairs"] == 16 and 0 <= report["view1"]["accuracy"] <= 1
+    assert report["devtest_all_pairs"]["genuine_pairs"] == 6 * 6  # 6 people x C(4, 2)
+    assert report["view2"]["warning"].startswith("CONTAMINATED")
+    assert (tmp_path / "run" / "eval" / "roc.png").stat().st_size > 1000
+    assert "LFW View 1: accuracy" in evaluation.stdout
+
+
+def test_eval_of_a_missing_checkpoint_is_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-c", "from siamese.train.cli import eval_main; "
+                          "eval_main()", str(tmp_path / "nope.pt"), "--lfw-root", str(LFW_MINI)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.strip() == f"error: checkpoint not found: "\
+        f"{tmp_path / 'nope.pt'}"

@@ -1,0 +1,150 @@
+"""`siamese-train` and `siamese-eval`: thin click layers over Trainer and evaluate_lfw."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from siamese.runtime.cli_support import setup_logging, user_errors
+from siamese.runtime.errors import DatasetError, SiameseError
+from siamese.train import face_cache
+from siamese.train.config import PRESETS
+from siamese.train.datasets import read_folder
+from siamese.train.lfw import LFW
+
+lfw_option = click.option("--lfw-root", type=click.Path(path_type=Path), envvar="SIAMESE_LFW_ROOT",
+                          help="Extracted LFW tree [env SIAMESE_LFW_ROOT].")
+cache_option = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                            help="Aligned-face cache root [default: ~/.cache/siamese].")
+
+
+def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | None,
+               quiet: bool) -> tuple:
+    """(aligned faces, training records, source description, LFW or None)."""
+    if (lfw_root is None) == (folder is None):
+        raise DatasetError("give exactly one of --lfw-root DIR or --folder DIR")
+    if lfw_root is not None:
+        lfw = LFW(lfw_root)
+        faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir,
+                                      progress=not quiet)
+        records = faces.select(set(lfw.view1_train_people))
+        return faces, records, {"kind": "lfw", "root": str(lfw.root.resolve()),
+                                "people": "peopleDevTrain"}, lfw
+    images = read_folder(folder)
+    faces, _ = face_cache.prepare("folder", folder, images, cache_dir, progress=not quiet)
+    return faces, faces.select(), {"kind": "folder", "root": str(Path(folder).resolve())}, None
+
+
+@click.command()
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="seed", show_default=True)
+@lfw_option
+@click.option("--folder", type=click.Path(path_type=Path), help="Faces as ROOT/<person>/<images>.")
+@cache_option
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Run folder [default: runs/PRESET-TIME].")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue the run in this folder from its last.pt.")
+@click.option("--epochs", type=click.IntRange(1))
+@click.option("--arch", type=str)
+@click.option("--loss", type=click.Choice(["triplet", "batch-hard", "semi-hard", "none"]))
+@click.option("--margin", type=float)
+@click.option("--head", type=click.Choice(["cosface", "arcface"]))
+@click.option("--augment/--no-augment", default=None)
+@click.option("--l2/--no-l2", "l2_normalize", default=None, help="L2-normalise embeddings.")
+@click.option("--hard-mining", "hard_mining_every", type=click.IntRange(0),
+              help="Re-mine hard triplets every N epochs (0: off).")
+@click.option("--ratio", "negatives_per_positive", type=click.IntRange(1, 10),
+              help="Negatives per positive (1:N) for fixed triplets.")
+@click.option("--batch-size", type=click.IntRange(1))
+@click.option("--lr", type=float)
+@click.option("--warmup-epochs", type=click.IntRange(0))
+@click.option("--val-fraction", type=float)
+@click.option("--seed", type=int)
+@click.option("--device", type=str, help="auto, cpu or cuda[:N].")
+@click.option("--quiet", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True)
+@user_errors
+def train_main(preset, lfw_root, folder, cache_dir, out, resume_dir, quiet, verbose, **overrides):
+    """Train a Siamese embedding network on LFW View 1's training people or on a folder."""
+    from siamese.train.checkpoint import load_checkpoint
+    from siamese.train.config import TrainConfig
+    from siamese.train.trainer import Trainer
+
+    setup_logging(verbose)
+    if resume_dir is not None:
+        config = TrainConfig.from_dict(load_checkpoint(resume_dir / "last.pt")["config"])
+        config = config.updated(epochs=overrides.get("epochs"))
+        out = resume_dir
+    else:
+        config = PRESETS[preset].updated(**overrides)
+        out = out or Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise SiameseError(str(exc)) from None
+    faces, records, source, _ = open_faces(lfw_root, folder, cache_dir, quiet)
+    trainer = Trainer(config, faces, records, out, source, progress=not quiet)
+    if resume_dir is not None:
+        trainer.resume(resume_dir / "last.pt")
+    click.echo(f"training {config.arch} on {len(trainer.train)} images of "
+               f"{len(trainer.train.identities)} people ({len(trainer.val)} images of "
+               f"{len(trainer.val_people)} held-out people for thresholds) on {trainer.device}")
+    started = time.perf_counter()
+    result = trainer.run()
+    best = max(result.history, key=lambda r: r["val_auc"]) if result.history else None
+    click.echo(f"done in {time.perf_counter() - started:.0f} s; best val AUC "
+               f"{best['val_auc']:.4f} at epoch {best['epoch']}" if best else "nothing to train")
+    click.echo(f"checkpoint: {result.best_checkpoint}")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@lfw_option
+@cache_option
+@click.option("--out", type=click.Path(path_type=Path), help="[default: beside the checkpoint]")
+@click.option("--view2", is_flag=True, help="Also LFW View 2 (flagged when people overlap).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True)
+@user_errors
+def eval_main(checkpoint, lfw_root, cache_dir, out, view2, device, quiet):
+    """Evaluate a checkpoint on LFW: View 1 accuracy, ROC AUC, EER, TAR@FAR; report and plots."""
+    from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
+    from siamese.train.embedding import embed_pixels
+    from siamese.train.evaluate import evaluate_lfw, write_report
+    from siamese.train.trainer import resolve_device
+
+    if lfw_root is None:
+        raise DatasetError("give --lfw-root DIR (or set SIAMESE_LFW_ROOT)")
+    state = load_checkpoint(checkpoint)
+    model, spec = build_model(state), checkpoint_preprocess(state)
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet)
+
+    def embed(crops):
+        import torch
+
+        pixels = torch.from_numpy(spec.pixels(crops).transpose(0, 3, 1, 2).copy())
+        return embed_pixels(model, pixels, spec, torch_device)
+
+    report = evaluate_lfw(embed, state["metric"], state["calibration"], lfw, faces,
+                          set(state["train_people"]), view2=view2)
+    report.update(checkpoint=str(checkpoint), arch=state["arch"], epoch=state["epoch"],
+                  calibration=state["calibration"])
+    out = out or Path(checkpoint).parent / "eval"
+    path = write_report(report, out, state["arch"])
+    v1, ap = report["view1"], report["devtest_all_pairs"]
+    click.echo(f"LFW View 1: accuracy {100 * v1['accuracy']:.2f}% at the held-out threshold "
+               f"(oracle best {100 * v1['best_threshold_accuracy']:.2f}%)")
+    click.echo(f"DevTest all pairs ({ap['genuine_pairs']} genuine, {ap['impostor_pairs']} "
+               f"impostor): AUC {ap['auc']:.4f}, EER {100 * ap['eer']:.2f}%, TAR@FAR "
+               + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in ap["tar_at_far"].items()))
+    cal = ap["calibrated"]
+    click.echo(f"calibrated threshold {cal['threshold']:.4f} (target FAR {cal['target_far']:g}): "
+               f"measured FAR {cal['far']:.2e}, TAR {100 * cal['tar']:.1f}%")
+    if "view2" in report:
+        v2 = report["view2"]
+        click.echo(f"LFW View 2: {100 * v2['accuracy_mean']:.2f} +- {100 * v2['accuracy_std']:.2f}%"
+                   + (f"  [{v2['warning']}]" if v2["warning"] else ""))
+    click.echo(f"report: {path}")

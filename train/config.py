@@ -1,0 +1,75 @@
+"""Training configuration and presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved in every checkpoint."""
+
+    arch: str = "seed"
+    embedding_dim: int = 128
+    l2_normalize: bool = False
+    loss: str = "triplet"  # triplet (seed's fixed triplets) | batch-hard | semi-hard | none
+    margin: float = 1.0
+    negatives_per_positive: int = 1  # positive:negative ratio of fixed triplets, 1:N
+    head: str | None = None  # margin-softmax head: cosface | arcface
+    head_weight: float = 1.0
+    epochs: int = 50
+    batch_size: int = 32  # triplets per batch for fixed triplets
+    p: int = 32  # identities per P x K batch
+    k: int = 4  # images per identity in a P x K batch
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine (after warm-up)
+    warmup_epochs: int = 5
+    warmup_lr: float = 1e-4
+    hard_mining_every: int = 0  # seed trick: re-score triplets every N epochs (0: off)
+    augment: bool = False
+    val_fraction: float = 0.1  # training-side people held out for thresholds, never trained on
+    target_far: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def updated(self, **changes) -> TrainConfig:
+        """A copy with the given fields changed; None values leave a field as it is."""
+        return replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+    def validate(self) -> None:
+        choices = {"loss": ("triplet", "batch-hard", "semi-hard", "none"),
+                   "head": (None, "cosface", "arcface"), "optimizer": ("adam", "sgd"),
+                   "schedule": ("constant", "cosine")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if self.loss == "none" and self.head is None:
+            raise ValueError("loss 'none' needs a margin-softmax head")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must lie between 0 and 1")
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # The tutorial: EmbeddingNet, triplet loss margin 1.0, Adam, batch 32, 5 warm-up epochs at
+    # 1e-4 then 1e-3, 50 epochs.
+    "seed": TrainConfig(),
+    # The seed's network with its own tricks switched on: hard mining and L2 embeddings.
+    "seed-tricks": TrainConfig(l2_normalize=True, margin=0.5, hard_mining_every=10,
+                               negatives_per_positive=2),
+    # Edge recipe: plain-conv ResNet, unit embeddings, batch-hard triplets plus CosFace,
+    # augmentation, cosine schedule.
+    "edge": TrainConfig(arch="edge-resnet", l2_normalize=True, loss="batch-hard", margin=0.3,
+                        head="cosface", epochs=40, p=32, k=4, optimizer="sgd", lr=0.1,
+                        weight_decay=5e-4, schedule="cosine", warmup_epochs=2, warmup_lr=0.01,
+                        augment=True),
+}

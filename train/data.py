@@ -1,0 +1,49 @@
+"""Face tensors for training: cached crops through the runtime's Preprocess, then torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from siamese.runtime.preprocess import Preprocess
+from siamese.train.face_cache import AlignedFaces, CacheRecord
+
+
+@dataclass
+class FaceTensors:
+    """Model-sized uint8 pixels (N, C, H, W) on a device, with integer identity labels."""
+
+    pixels: torch.Tensor
+    labels: np.ndarray
+    identities: list[str]
+    records: list[CacheRecord]
+
+    @classmethod
+    def from_cache(cls, faces: AlignedFaces, records: list[CacheRecord], spec: Preprocess,
+                   device: torch.device | str = "cpu", chunk: int = 2048) -> FaceTensors:
+        """Resize and colour-convert with the runtime's own Preprocess.pixels (one code path)."""
+        rows = np.array([record.row for record in records])
+        parts = [spec.pixels(np.asarray(faces.crops[rows[i:i + chunk]]))
+                 for i in range(0, len(rows), chunk)]
+        pixels = np.concatenate(parts) if parts else np.zeros(
+            (0, spec.size, spec.size, spec.channels), np.uint8)
+        identities = sorted({record.identity for record in records})
+        index = {name: i for i, name in enumerate(identities)}
+        labels = np.array([index[record.identity] for record in records], dtype=np.int64)
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
+        return cls(tensor.to(device), labels, identities, records)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels.float() / 255.0
+
+
+def normalize(x: torch.Tensor, spec: Preprocess) -> torch.Tensor:
+    """The runtime's Preprocess.normalize on a (N, C, H, W) tensor already scaled to [0, 1]."""
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device)[:, None, None]
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device)[:, None, None]
+    return (x - mean) / std

@@ -1,0 +1,24 @@
+"""Running an embedding model over face tensors in batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from siamese.runtime.preprocess import Preprocess
+from siamese.train.data import normalize, to_unit_range
+
+
+@torch.no_grad()
+def embed_pixels(model: torch.nn.Module, pixels: torch.Tensor, spec: Preprocess,
+                 device: torch.device | str, batch_size: int = 512) -> np.ndarray:
+    """Embeddings (N, D) float32 of uint8 pixels (N, C, H, W), model in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(pixels), batch_size):
+        batch = pixels[start:start + batch_size].to(device, non_blocking=True)
+        out.append(model(normalize(to_unit_range(batch), spec)).float().cpu())
+    model.train(was_training)
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return torch.cat(out).numpy()

@@ -1,0 +1,247 @@
+"""The training loop: fixed or mined triplets, optional margin-softmax head, validation on
+held-out training-side people, atomic checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from siamese.train import metrics
+from siamese.train.augment import AugmentConfig, augment
+from siamese.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_atomic
+from siamese.train.config import TrainConfig
+from siamese.train.data import FaceTensors, normalize, to_unit_range
+from siamese.train.embedding import embed_pixels
+from siamese.train.face_cache import AlignedFaces, CacheRecord
+from siamese.train.losses import MarginSoftmax, OnlineTripletLoss, TripletLoss
+from siamese.train.models import create_backbone, default_preprocess
+from siamese.train.samplers import PKSampler, TripletSampler
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def split_people(identities: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    """(train, validation) people; at least two validation people so impostor pairs exist."""
+    ordered = sorted(identities)
+    count = min(len(ordered) - 2, max(2, round(fraction * len(ordered))))
+    rng = np.random.default_rng(seed + 7919)
+    val = set(rng.choice(ordered, size=count, replace=False).tolist())
+    return set(ordered) - val, val
+
+
+def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> dict:
+    """Thresholds chosen on validation pairs: balanced accuracy, and the target FAR."""
+    scores = np.concatenate([genuine, impostor])
+    same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
+    far_threshold = metrics.threshold_at_far(impostor, target_far)
+    tar, far = metrics.rates(genuine, impostor, far_threshold)
+    return {
+        "accuracy_threshold": metrics.best_threshold(scores, same, balanced=True),
+        "far_threshold": far_threshold, "target_far": target_far,
+        "val_tar_at_threshold": tar, "val_far_at_threshold": far,
+        "val_auc": metrics.roc_auc(genuine, impostor),
+        "val_genuine_pairs": int(len(genuine)), "val_impostor_pairs": int(len(impostor)),
+    }
+
+
+@dataclass
+class RunResult:
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict]
+
+
+class Trainer:
+    """Trains one run into `out_dir` (last.pt every epoch, best.pt on the best validation AUC)."""
+
+    def __init__(self, config: TrainConfig, faces: AlignedFaces, train_records: list[CacheRecord],
+                 out_dir: Path, source: dict, progress: bool = True) -> None:
+        config.validate()
+        self.config, self.out_dir = config, Path(out_dir)
+        self.source, self.progress = source, progress
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.spec = default_preprocess(config.arch)
+        train_people, val_people = split_people(
+            sorted({r.identity for r in train_records}), config.val_fraction, config.seed)
+        self.val_people = sorted(val_people)
+        self.train = FaceTensors.from_cache(
+            faces, [r for r in train_records if r.identity in train_people], self.spec, self.device)
+        self.val = FaceTensors.from_cache(
+            faces, [r for r in train_records if r.identity in val_people], self.spec, self.device)
+        self.model = create_backbone(config.arch, config.embedding_dim,
+                                     config.l2_normalize).to(self.device)
+        self.head = (MarginSoftmax(config.embedding_dim, len(self.train.identities), config.head)
+                     .to(self.device) if config.head else None)
+        params = list(self.model.parameters()) + (list(self.head.parameters()) if self.head else [])
+        if config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=config.lr,
+                                              weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=0.9,
+                                             weight_decay=config.weight_decay, nesterov=True)
+        self.triplet_loss = TripletLoss(config.margin)
+        self.online_loss = (OnlineTripletLoss(config.margin, config.loss)
+                            if config.loss in ("batch-hard", "semi-hard") else None)
+        if config.loss in ("triplet",):
+            self.sampler = TripletSampler(self.train.labels, config.negatives_per_positive,
+                                          config.seed)
+        else:
+            self.sampler = PKSampler(self.train.labels, config.p, config.k, config.seed)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.augment_config = AugmentConfig()
+        self.hard_triplets = np.zeros((0, 3), np.int64)
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.best_auc = -math.inf
+
+    # --- epochs ---------------------------------------------------------------------------
+    def lr_at(self, epoch: int) -> float:
+        c = self.config
+        if epoch < c.warmup_epochs:
+            return c.warmup_lr
+        if c.schedule == "cosine":
+            progress = (epoch - c.warmup_epochs) / max(1, c.epochs - c.warmup_epochs)
+            return 0.5 * c.lr * (1 + math.cos(math.pi * progress))
+        return c.lr
+
+    def _inputs(self, indices: np.ndarray) -> torch.Tensor:
+        x = to_unit_range(self.train.pixels[torch.as_tensor(indices, device=self.device)])
+        if self.config.augment:
+            x = augment(x, self.augment_config, self.generator)
+        return normalize(x, self.spec)
+
+    def _batches(self, epoch: int) -> list[np.ndarray]:
+        if isinstance(self.sampler, PKSampler):
+            return self.sampler.epoch()
+        c = self.config
+        if c.hard_mining_every and epoch > 0 and epoch % c.hard_mining_every == 0:
+            self.hard_triplets = self._mine_hard_triplets()
+        triplets = np.concatenate([self.sampler.epoch(), self.hard_triplets])
+        triplets = triplets[self.sampler.rng.permutation(len(triplets))]
+        return [triplets[i:i + c.batch_size] for i in range(0, len(triplets), c.batch_size)]
+
+    def _mine_hard_triplets(self) -> np.ndarray:
+        """Seed trick: score fresh triplets (4 negatives per positive) with the current model and
+        keep the ones it gets wrong (loss > 0), to be trained on until the next mining."""
+        embeddings = torch.from_numpy(embed_pixels(self.model, self.train.pixels, self.spec,
+                                                   self.device))
+        candidates = np.concatenate([self.sampler.epoch() for _ in range(4)])
+        losses = self.triplet_loss.per_triplet(*(embeddings[candidates[:, i]] for i in range(3)))
+        hard = candidates[(losses > 0).numpy()]
+        log.info("hard mining: %d of %d triplets violate the margin", len(hard), len(candidates))
+        return hard
+
+    def _step_loss(self, batch: np.ndarray) -> tuple[torch.Tensor, int]:
+        if batch.ndim == 2:  # fixed triplets (B, 3)
+            embeddings = self.model(self._inputs(batch.T.reshape(-1))).view(3, len(batch), -1)
+            return self.triplet_loss(*embeddings), batch.size
+        labels = torch.as_tensor(self.train.labels[batch], device=self.device)
+        embeddings = self.model(self._inputs(batch))
+        loss = embeddings.sum() * 0.0
+        if self.online_loss is not None:
+            loss = loss + self.online_loss(embeddings, labels)
+        if self.head is not None:
+            loss = loss + self.config.head_weight * self.head(embeddings, labels)
+        return loss, len(batch)
+
+    def run_epoch(self, epoch: int) -> dict:
+        lr = self.lr_at(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        batches = self._batches(epoch)
+        total, images, started = 0.0, 0, time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch",
+                   disable=not self.progress, leave=False)
+        for batch in bar:
+            loss, count = self._step_loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * count
+            images += count
+            bar.set_postfix(loss=f"{total / images:.4f}",
+                            img_s=f"{images / (time.perf_counter() - started):.0f}")
+        seconds = time.perf_counter() - started
+        return {"epoch": epoch + 1, "lr": lr, "loss": total / max(images, 1),
+                "images_per_s": images / seconds, "seconds": seconds}
+
+    def validate(self) -> dict:
+        embeddings = embed_pixels(self.model, self.val.pixels, self.spec, self.device)
+        genuine, impostor = metrics.all_pair_scores(embeddings, self.val.labels, self.metric)
+        return calibrate(genuine, impostor, self.config.target_far)
+
+    @property
+    def metric(self) -> str:
+        return "cosine" if self.config.l2_normalize else "euclidean"
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _payload(self, epoch: int, calibration: dict) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "arch": self.config.arch,
+            "config": self.config.to_dict(), "preprocess": self.spec.to_dict(),
+            "metric": self.metric, "embedding_dim": self.config.embedding_dim,
+            "epoch": epoch, "history": self.history, "calibration": calibration,
+            "val_people": self.val_people, "train_people": self.train.identities,
+            "source": self.source, "model": self.model.state_dict(),
+            "head": self.head.state_dict() if self.head else None,
+            "optimizer": self.optimizer.state_dict(),
+            "best_auc": self.best_auc,
+            "rng": {"sampler": self.sampler.rng.bit_generator.state,
+                    "augment": self.generator.get_state(),
+                    "torch": torch.get_rng_state()},
+            "hard_triplets": self.hard_triplets,
+        }
+
+    def resume(self, path: Path) -> None:
+        checkpoint = load_checkpoint(path, str(self.device))
+        if TrainConfig.from_dict(checkpoint["config"]) != self.config:
+            log.warning("resuming with a changed config; the checkpoint's config is kept")
+        self.model.load_state_dict(checkpoint["model"])
+        if self.head is not None and checkpoint["head"] is not None:
+            self.head.load_state_dict(checkpoint["head"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.sampler.rng.bit_generator.state = checkpoint["rng"]["sampler"]
+        self.generator.set_state(checkpoint["rng"]["augment"].cpu())
+        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+        self.hard_triplets = checkpoint["hard_triplets"]
+        self.history = checkpoint["history"]
+        self.best_auc = checkpoint["best_auc"]
+        self.start_epoch = checkpoint["epoch"]
+
+    def run(self) -> RunResult:
+        last, best = self.out_dir / "last.pt", self.out_dir / "best.pt"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        for epoch in range(self.start_epoch, self.config.epochs):
+            record = self.run_epoch(epoch)
+            calibration = self.validate()
+            record.update(val_auc=calibration["val_auc"],
+                          val_tar_at_far=calibration["val_tar_at_threshold"])
+            self.history.append(record)
+            log.info("epoch %(epoch)d loss %(loss).4f val AUC %(val_auc).4f", record)
+            if self.progress:
+                tqdm.write(f"epoch {record['epoch']}: loss {record['loss']:.4f}, "
+                           f"{record['images_per_s']:.0f} img/s, val AUC {record['val_auc']:.4f}")
+            improved = calibration["val_auc"] > self.best_auc
+            if improved:
+                self.best_auc = calibration["val_auc"]
+            payload = self._payload(epoch + 1, calibration)
+            save_atomic(payload, last)
+            if improved:
+                save_atomic(payload, best)
+        return RunResult(best, last, self.history)
