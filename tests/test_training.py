@@ -86,3 +86,27 @@ def test_eval_of_a_missing_checkpoint_is_one_line(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.strip() == f"error: checkpoint not found: "\
         f"{tmp_path / 'nope.pt'}"
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(mini_faces, tmp_path):
+    records = _train_records(mini_faces)
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(len(records), 128)).astype(np.float32)
+    np.savez(tmp_path / "teacher.npz", paths=np.array([r.path for r in records]),
+             embeddings=teacher)
+    config = PRESETS["edge-distill"].updated(arch="edge-resnet-s", distill=str(
+        tmp_path / "teacher.npz"), augment=False, p=4, k=4, lr=0.05, warmup_epochs=0, seed=1)
+    trainer = Trainer(config, mini_faces, records, tmp_path, {"kind": "test"}, progress=False)
+    losses = [trainer.run_epoch(epoch)["loss"] for epoch in range(8)]
+    assert losses[-1] < losses[0]
+
+
+def test_missing_teacher_embeddings_are_named(mini_faces, tmp_path):
+    from siamese.runtime import DatasetError
+
+    np.savez(tmp_path / "teacher.npz", paths=np.array(["nobody.jpg"]),
+             embeddings=np.zeros((1, 128), np.float32))
+    config = PRESETS["edge-distill"].updated(arch="edge-resnet-s",
+                                             distill=str(tmp_path / "teacher.npz"), p=4, k=4)
+    with pytest.raises(DatasetError, match="no teacher embedding"):
+        Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {}, progress=False)

@@ -17,17 +17,26 @@ lfw_option = click.option("--lfw-root", type=click.Path(path_type=Path), envvar=
                           help="Extracted LFW tree [env SIAMESE_LFW_ROOT].")
 cache_option = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
                             help="Aligned-face cache root [default: ~/.cache/siamese].")
+faces_option = click.option("--faces", "faces_dir", type=click.Path(path_type=Path),
+                            help="Use this prepared cache folder as it is (e.g. one copied from "
+                                 "another machine); with --lfw-root only the protocol files are "
+                                 "read.")
 
 
 def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | None,
-               quiet: bool) -> tuple:
+               quiet: bool, faces_dir: Path | None = None) -> tuple:
     """(aligned faces, training records, source description, LFW or None)."""
     if (lfw_root is None) == (folder is None):
         raise DatasetError("give exactly one of --lfw-root DIR or --folder DIR")
+    if faces_dir is not None:
+        faces = face_cache.open_prepared(faces_dir)
+        if lfw_root is None:
+            return faces, faces.select(), {"kind": "folder", "root": str(faces.image_root)}, None
     if lfw_root is not None:
         lfw = LFW(lfw_root)
-        faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir,
-                                      progress=not quiet)
+        if faces_dir is None:
+            faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir,
+                                          progress=not quiet)
         records = faces.select(set(lfw.view1_train_people))
         return faces, records, {"kind": "lfw", "root": str(lfw.root.resolve()),
                                 "people": "peopleDevTrain"}, lfw
@@ -41,6 +50,7 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
 @lfw_option
 @click.option("--folder", type=click.Path(path_type=Path), help="Faces as ROOT/<person>/<images>.")
 @cache_option
+@faces_option
 @click.option("--out", type=click.Path(path_type=Path),
               help="Run folder [default: runs/PRESET-TIME].")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
@@ -56,6 +66,8 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
               help="Re-mine hard triplets every N epochs (0: off).")
 @click.option("--ratio", "negatives_per_positive", type=click.IntRange(1, 10),
               help="Negatives per positive (1:N) for fixed triplets.")
+@click.option("--distill", type=click.Path(path_type=Path),
+              help="Teacher embeddings .npz (tools/teacher_embeddings.py) to distil from.")
 @click.option("--batch-size", type=click.IntRange(1))
 @click.option("--lr", type=float)
 @click.option("--warmup-epochs", type=click.IntRange(0))
@@ -65,7 +77,8 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
 @click.option("--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
-def train_main(preset, lfw_root, folder, cache_dir, out, resume_dir, quiet, verbose, **overrides):
+def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, quiet, verbose,
+               **overrides):
     """Train a Siamese embedding network on LFW View 1's training people or on a folder."""
     from siamese.train.checkpoint import load_checkpoint
     from siamese.train.config import TrainConfig
@@ -77,13 +90,15 @@ def train_main(preset, lfw_root, folder, cache_dir, out, resume_dir, quiet, verb
         config = config.updated(epochs=overrides.get("epochs"))
         out = resume_dir
     else:
+        if overrides.get("distill") is not None:
+            overrides["distill"] = str(overrides["distill"])
         config = PRESETS[preset].updated(**overrides)
         out = out or Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         config.validate()
     except ValueError as exc:
         raise SiameseError(str(exc)) from None
-    faces, records, source, _ = open_faces(lfw_root, folder, cache_dir, quiet)
+    faces, records, source, _ = open_faces(lfw_root, folder, cache_dir, quiet, faces_dir)
     trainer = Trainer(config, faces, records, out, source, progress=not quiet)
     if resume_dir is not None:
         trainer.resume(resume_dir / "last.pt")
@@ -102,15 +117,16 @@ def train_main(preset, lfw_root, folder, cache_dir, out, resume_dir, quiet, verb
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @lfw_option
 @cache_option
+@faces_option
 @click.option("--out", type=click.Path(path_type=Path), help="[default: beside the checkpoint]")
 @click.option("--view2", is_flag=True, help="Also LFW View 2 (flagged when people overlap).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
 @user_errors
-def eval_main(checkpoint, lfw_root, cache_dir, out, view2, device, quiet):
+def eval_main(checkpoint, lfw_root, cache_dir, faces_dir, out, view2, device, quiet):
     """Evaluate a checkpoint on LFW: View 1 accuracy, ROC AUC, EER, TAR@FAR; report and plots."""
     from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
-    from siamese.train.embedding import embed_pixels
+    from siamese.train.embedding import crop_embedder
     from siamese.train.evaluate import evaluate_lfw, write_report
     from siamese.train.trainer import resolve_device
 
@@ -120,16 +136,11 @@ def eval_main(checkpoint, lfw_root, cache_dir, out, view2, device, quiet):
     model, spec = build_model(state), checkpoint_preprocess(state)
     torch_device = resolve_device(device)
     model.to(torch_device)
-    faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet)
+    faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet, faces_dir)
 
-    def embed(crops):
-        import torch
-
-        pixels = torch.from_numpy(spec.pixels(crops).transpose(0, 3, 1, 2).copy())
-        return embed_pixels(model, pixels, spec, torch_device)
-
-    report = evaluate_lfw(embed, state["metric"], state["calibration"], lfw, faces,
-                          set(state["train_people"]), view2=view2)
+    report = evaluate_lfw(crop_embedder(model, spec, torch_device), state["metric"],
+                          state["calibration"], lfw, faces, set(state["train_people"]),
+                          view2=view2)
     report.update(checkpoint=str(checkpoint), arch=state["arch"], epoch=state["epoch"],
                   calibration=state["calibration"])
     out = out or Path(checkpoint).parent / "eval"

@@ -28,6 +28,8 @@ class TrainConfig:
     warmup_epochs: int = 5
     warmup_lr: float = 1e-4
     hard_mining_every: int = 0  # seed trick: re-score triplets every N epochs (0: off)
+    distill: str | None = None  # teacher embeddings (.npz with paths, embeddings) to distil from
+    distill_weight: float = 1.0
     augment: bool = False
     val_fraction: float = 0.1  # training-side people held out for thresholds, never trained on
     target_far: float = 1e-3
@@ -53,8 +55,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
-        if self.loss == "none" and self.head is None:
-            raise ValueError("loss 'none' needs a margin-softmax head")
+        if self.loss == "none" and self.head is None and self.distill is None:
+            raise ValueError("loss 'none' needs a margin-softmax head or a teacher to distil")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must lie between 0 and 1")
 
@@ -72,4 +74,10 @@ PRESETS: dict[str, TrainConfig] = {
                         head="cosface", epochs=40, p=32, k=4, optimizer="sgd", lr=0.1,
                         weight_decay=5e-4, schedule="cosine", warmup_epochs=2, warmup_lr=0.01,
                         augment=True),
+    # Edge recipe distilled from dlib's ResNet descriptor (tools/teacher_embeddings.py): every
+    # training image, singletons too, in random batches; batch-hard triplets keep identities apart.
+    "edge-distill": TrainConfig(arch="edge-resnet", l2_normalize=True, loss="none",
+                                epochs=60, p=32, k=4, optimizer="sgd", lr=0.1,
+                                weight_decay=5e-4, schedule="cosine", warmup_epochs=2,
+                                warmup_lr=0.01, augment=True, distill_weight=1.0),
 }

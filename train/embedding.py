@@ -22,3 +22,13 @@ def embed_pixels(model: torch.nn.Module, pixels: torch.Tensor, spec: Preprocess,
     if not out:
         return np.zeros((0, 0), np.float32)
     return torch.cat(out).numpy()
+
+
+def crop_embedder(model: torch.nn.Module, spec: Preprocess, device: torch.device | str):
+    """A function mapping aligned BGR crops (N, 112, 112, 3) to embeddings, via spec.pixels."""
+
+    def embed(crops: np.ndarray) -> np.ndarray:
+        pixels = torch.from_numpy(np.ascontiguousarray(spec.pixels(crops).transpose(0, 3, 1, 2)))
+        return embed_pixels(model, pixels, spec, device)
+
+    return embed

@@ -78,6 +78,7 @@ def evaluate_lfw(embed: EmbedFn, metric: str, calibration: dict, lfw: LFW, faces
         "impostor_pairs": int(len(impostor)),
         "auc": metrics.roc_auc(genuine, impostor),
         "eer": metrics.equal_error_rate(genuine, impostor),
+        "d_prime": metrics.d_prime(genuine, impostor),
         "tar_at_far": {f"{far:g}": metrics.tar_at_far(genuine, impostor, far)
                        for far in FAR_TARGETS},
         "calibrated": {"threshold": far_threshold, "target_far": calibration["target_far"],

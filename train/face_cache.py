@@ -108,6 +108,18 @@ class AlignedFaces:
         return [record for record in self.records if record.identity in identities]
 
 
+def open_prepared(directory: str | Path) -> AlignedFaces:
+    """Open a prepared cache folder as it is, without checking it against its source."""
+    directory = Path(directory)
+    if not (directory / "manifest.json").is_file() or not (directory / "crops.npy").is_file():
+        raise DatasetError(f"not a prepared face cache (no manifest.json and crops.npy): "
+                           f"{directory}")
+    try:
+        return AlignedFaces(directory)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"unreadable face cache {directory}: {exc}") from None
+
+
 def alignment_signature(config: DetectorConfig) -> dict:
     """Everything that changes the crops; part of the cache fingerprint."""
     from siamese.runtime.detector import YUNET_PATH

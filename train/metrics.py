@@ -78,6 +78,12 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
     return float((far[index] + frr[index]) / 2)
 
 
+def d_prime(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """Separation of the two score distributions in pooled standard deviations."""
+    pooled = np.sqrt((genuine.var() + impostor.var()) / 2)
+    return float((genuine.mean() - impostor.mean()) / max(pooled, 1e-12))
+
+
 def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> float:
     """True accept rate at the threshold that lets through at most `far` of impostors."""
     return rates(genuine, impostor, threshold_at_far(impostor, far))[0]

@@ -80,3 +80,16 @@ class PKSampler:
                      for label in chosen]
             batches.append(np.concatenate(batch))
         return batches
+
+
+class RandomBatchSampler:
+    """Every index once per epoch, shuffled, in batches of `batch_size` (the last may be short)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0) -> None:
+        self.size, self.batch_size = size, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def epoch(self) -> list[np.ndarray]:
+        order = self.rng.permutation(self.size)
+        return [order[i:i + self.batch_size] for i in range(0, self.size, self.batch_size)
+                if len(order[i:i + self.batch_size]) > 1]

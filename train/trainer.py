@@ -21,7 +21,7 @@ from siamese.train.embedding import embed_pixels
 from siamese.train.face_cache import AlignedFaces, CacheRecord
 from siamese.train.losses import MarginSoftmax, OnlineTripletLoss, TripletLoss
 from siamese.train.models import create_backbone, default_preprocess
-from siamese.train.samplers import PKSampler, TripletSampler
+from siamese.train.samplers import PKSampler, RandomBatchSampler, TripletSampler
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,30 @@ def split_people(identities: list[str], fraction: float, seed: int) -> tuple[set
     rng = np.random.default_rng(seed + 7919)
     val = set(rng.choice(ordered, size=count, replace=False).tolist())
     return set(ordered) - val, val
+
+
+def load_teacher(path: Path, records: list[CacheRecord], device: torch.device) -> torch.Tensor:
+    """Unit-length teacher embeddings row-aligned with `records`; every record must have one."""
+    from siamese.runtime.errors import DatasetError
+
+    if not path.is_file():
+        raise DatasetError(f"teacher embeddings not found: {path}")
+    data = np.load(path)
+    index = {str(p): i for i, p in enumerate(data["paths"])}
+    missing = [r.path for r in records if r.path not in index]
+    if missing:
+        raise DatasetError(f"{path} has no teacher embedding for {len(missing)} training images, "
+                           f"e.g. {missing[0]}")
+    vectors = torch.from_numpy(data["embeddings"][[index[r.path] for r in records]]).float()
+    return torch.nn.functional.normalize(vectors, dim=1).to(device)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Cosine distance to the teacher's embedding plus agreement of in-batch similarities."""
+    student = torch.nn.functional.normalize(student, dim=1)
+    pointwise = (1 - (student * teacher).sum(1)).mean()
+    relational = (student @ student.T - teacher @ teacher.T).pow(2).mean()
+    return pointwise + relational
 
 
 def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> dict:
@@ -93,12 +117,16 @@ class Trainer:
         else:
             self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=0.9,
                                              weight_decay=config.weight_decay, nesterov=True)
+        self.teacher = (load_teacher(Path(config.distill), self.train.records, self.device)
+                        if config.distill else None)
         self.triplet_loss = TripletLoss(config.margin)
         self.online_loss = (OnlineTripletLoss(config.margin, config.loss)
                             if config.loss in ("batch-hard", "semi-hard") else None)
         if config.loss in ("triplet",):
             self.sampler = TripletSampler(self.train.labels, config.negatives_per_positive,
                                           config.seed)
+        elif config.loss == "none" and config.head is None:  # distillation alone: every image
+            self.sampler = RandomBatchSampler(len(self.train), config.p * config.k, config.seed)
         else:
             self.sampler = PKSampler(self.train.labels, config.p, config.k, config.seed)
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
@@ -125,7 +153,7 @@ class Trainer:
         return normalize(x, self.spec)
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
-        if isinstance(self.sampler, PKSampler):
+        if isinstance(self.sampler, PKSampler | RandomBatchSampler):
             return self.sampler.epoch()
         c = self.config
         if c.hard_mining_every and epoch > 0 and epoch % c.hard_mining_every == 0:
@@ -154,6 +182,9 @@ class Trainer:
         loss = embeddings.sum() * 0.0
         if self.online_loss is not None:
             loss = loss + self.online_loss(embeddings, labels)
+        if self.teacher is not None:
+            loss = loss + self.config.distill_weight * distillation_loss(
+                embeddings, self.teacher[torch.as_tensor(batch, device=self.device)])
         if self.head is not None:
             loss = loss + self.config.head_weight * self.head(embeddings, labels)
         return loss, len(batch)
