@@ -1,0 +1,76 @@
+"""Derived variants of the FP32 ONNX model: FP16 and static per-channel QDQ INT8, plus the
+traced TorchScript file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from siamese.export.onnx_export import INPUT_NAME, save_atomic, write_metadata
+from siamese.runtime.model_info import ModelInfo
+
+
+def export_fp16(fp32_path: Path, info: ModelInfo, path: Path) -> Path:
+    """FP16 weights and arithmetic; inputs and outputs stay float32. A GPU artefact: on
+    onnxruntime's CPU provider it runs slower than FP32 (casts are inserted)."""
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    write_metadata(model, info.with_variant("fp16"))
+    save_atomic(model, path)
+    return path
+
+
+class _CalibrationReader:
+    """onnxruntime CalibrationDataReader over preprocessed real faces."""
+
+    def __init__(self, inputs: np.ndarray, batch_size: int = 16) -> None:
+        self.batches = iter([inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)])
+
+    def get_next(self):
+        batch = next(self.batches, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+    def rewind(self) -> None:  # onnxruntime may call it; one pass is all we give
+        pass
+
+
+def export_int8(fp32_path: Path, info: ModelInfo, path: Path, calibration: np.ndarray) -> Path:
+    """Static QDQ INT8, per-channel weights, calibrated on `calibration` (preprocessed real
+    aligned faces). Ops that onnxruntime does not quantise (e.g. PReLU) stay float."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantized = Path(tmp) / "int8.onnx"
+        quantize_static(str(prepared), str(quantized), _CalibrationReader(calibration),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        model = onnx.load(str(quantized))
+    write_metadata(model, info.with_variant("int8"))
+    save_atomic(model, path)
+    return path
+
+
+def export_torchscript(model: torch.nn.Module, info: ModelInfo, path: Path) -> Path:
+    """A traced TorchScript module (the seed's deployment path) with the metadata as an extra
+    file `siamese.json`."""
+    example = torch.zeros(1, *info.preprocess.input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated upstream; kept for the seed
+        traced = torch.jit.trace(model.eval().cpu(), example)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.jit.save(traced, str(tmp), _extra_files={
+        "siamese.json": json.dumps(info.with_variant("torchscript").to_dict())})
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,76 @@
+"""ONNX embedding model: reads its own metadata, preprocesses aligned crops, returns embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from siamese.runtime.errors import ModelError
+from siamese.runtime.model_info import ModelInfo
+
+
+def default_providers() -> list[str]:
+    """CUDA when onnxruntime-gpu sees a GPU, then the CPU."""
+    available = ort.get_available_providers()
+    preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in preferred if p in available] or available
+
+
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Embedder:
+    """An exported embedding model run by onnxruntime.
+
+    >>> embedder = Embedder("model.onnx")
+    >>> vectors = embedder.embed(crops)  # aligned BGR uint8 crops (N, 112, 112, 3)
+    """
+
+    def __init__(self, model_path: str | Path, providers: Sequence[str] | None = None,
+                 threads: int = 0, batch_size: int = 32) -> None:
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        unknown = set(providers or []) - set(ort.get_available_providers())
+        if unknown:
+            raise ModelError(f"onnxruntime provider(s) not available here: {', '.join(unknown)}; "
+                             f"available: {', '.join(ort.get_available_providers())}")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=list(providers or default_providers()))
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load model {self.path}: {str(exc).splitlines()[0]}") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(metadata, source=str(self.path))
+        self.input_name = self.session.get_inputs()[0].name
+        self.batch_size = batch_size
+        self.fingerprint = file_fingerprint(self.path)
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """Embeddings of preprocessed float32 inputs, in batches."""
+        outputs = [self.session.run(None, {self.input_name: inputs[i:i + self.batch_size]})[0]
+                   for i in range(0, len(inputs), self.batch_size)]
+        vectors = np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(
+            (0, self.info.embedding_dim), np.float32)
+        if self.info.metric == "cosine":  # the graph normalises; renormalise after fp16/int8
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+        return vectors
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings (N, D) of aligned BGR uint8 crops, one (H, W, 3) or a batch."""
+        return self.run(self.info.preprocess(crops))

@@ -1,0 +1,118 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from siamese.export import variants
+from siamese.export.cli import main as export_main
+from siamese.export.exporter import model_info
+from siamese.runtime.embedder import Embedder
+from siamese.runtime.errors import ModelError
+from siamese.train.checkpoint import build_model, load_checkpoint
+from siamese.train.config import PRESETS
+from siamese.train.embedding import crop_embedder
+from siamese.train.lfw import LFW
+from siamese.train.trainer import Trainer
+
+from .conftest import ATT_FACES, LFW_MINI
+
+
+@pytest.fixture(scope="module")
+def checkpoint(mini_faces, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = PRESETS["edge"].updated(arch="edge-resnet-s", epochs=1, warmup_epochs=0, p=4, k=4,
+                                     lr=0.05)
+    records = mini_faces.select(set(LFW(LFW_MINI).view1_train_people))
+    Trainer(config, mini_faces, records, out, {"kind": "test"}, progress=False).run()
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    # A one-epoch fixture model scores almost every pair close to its threshold, so a few of
+    # the 105 parity pairs may flip under INT8 while cosine stays > 0.999: relax agreement only.
+    result = CliRunner().invoke(export_main, [
+        str(checkpoint), "--out", str(out), "--fp16", "--int8", "--torchscript",
+        "--calib", str(ATT_FACES), "--cache-dir", str(out / "cache"),
+        "--int8-min-agreement", "0.9"])
+    return out, result
+
+
+def test_export_writes_four_gated_files(exported):
+    out, result = exported
+    assert result.exit_code == 0, result.output
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.torchscript.pt"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["passed"] and len(report["variants"]) == 4
+    assert "int8" in result.output and "FAIL" not in result.output
+
+
+def test_onnx_matches_pytorch_and_metadata_round_trips(exported, checkpoint, mini_faces):
+    out, _ = exported
+    state = load_checkpoint(checkpoint)
+    crops = np.stack([np.asarray(mini_faces.crops[r.row]) for r in mini_faces.records[:20]])
+    reference = crop_embedder(build_model(state), model_info(state, checkpoint).preprocess,
+                              "cpu")(crops)
+    embedder = Embedder(out / "model.onnx")
+    cosine = (reference * embedder.embed(crops)).sum(1)
+    assert cosine.min() > 0.9999
+    expected = model_info(state, checkpoint)
+    assert embedder.info == expected
+    assert Embedder(out / "model.int8.onnx").info.variant == "int8"
+    inputs = onnx.load(str(out / "model.onnx")).graph.input[0]
+    assert inputs.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert len(embedder.embed(crops[:7])) == 7
+
+
+def test_torchscript_loads_and_matches(exported, checkpoint, mini_faces):
+    out, _ = exported
+    state = load_checkpoint(checkpoint)
+    info = model_info(state, checkpoint)
+    crops = np.stack([np.asarray(mini_faces.crops[r.row]) for r in mini_faces.records[:8]])
+    extra = {"siamese.json": ""}
+    module = torch.jit.load(str(out / "model.torchscript.pt"), _extra_files=extra)
+    assert json.loads(extra["siamese.json"])["arch"] == "edge-resnet-s"
+    with torch.no_grad():
+        scripted = module(torch.from_numpy(info.preprocess(crops))).numpy()
+    reference = crop_embedder(build_model(state), info.preprocess, "cpu")(crops)
+    np.testing.assert_allclose(scripted, reference, atol=1e-5)
+
+
+def test_a_damaged_variant_fails_its_gate_and_is_removed(checkpoint, tmp_path, monkeypatch):
+    honest_export = variants.export_fp16
+
+    def damaged_export(fp32_path, info, path):
+        honest_export(fp32_path, info, path)
+        model = onnx.load(str(path))
+        weight = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+        values = onnx.numpy_helper.to_array(weight).copy()
+        values.flat[::3] *= -3.0  # a perturbed weight tensor
+        weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+        onnx.save(model, str(path))
+        return path
+
+    monkeypatch.setattr(variants, "export_fp16", damaged_export)
+    result = CliRunner().invoke(export_main, [
+        str(checkpoint), "--out", str(tmp_path), "--fp16", "--calib", str(ATT_FACES),
+        "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 1
+    assert "fp16 FAILED its gate" in result.output
+    assert (tmp_path / "model.onnx").is_file() and not (tmp_path / "model.fp16.onnx").exists()
+
+
+def test_model_without_metadata_is_refused(tmp_path):
+    model = torch.nn.Linear(4, 2)
+    path = tmp_path / "plain.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 4),), str(path), dynamo=False)
+    with pytest.raises(ModelError, match="lacks siamese-edge metadata"):
+        Embedder(path)
+
+
+def test_export_of_a_missing_checkpoint_is_one_line(tmp_path):
+    result = CliRunner().invoke(export_main, [str(tmp_path / "none.pt")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: checkpoint not found: {tmp_path / 'none.pt'}"
