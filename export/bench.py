@@ -1,0 +1,129 @@
+"""`siamese-bench`: size, latency per face, throughput and LFW View 1 accuracy per model file.
+
+One table, one row per file, in the spirit of ultralytics' benchmark mode. Latency is the median
+of repeated onnxruntime runs after warm-up; the provider and thread count are stated.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from siamese.runtime.cli_support import user_errors
+from siamese.runtime.embedder import Embedder
+from siamese.runtime.errors import ModelError
+
+
+@dataclass
+class BenchRow:
+    name: str
+    variant: str
+    size_mb: float
+    provider: str
+    ms_per_face: float  # batch 1
+    faces_per_s: float  # batch 32
+    lfw_accuracy: float | None
+
+
+def time_runs(run, repeats: int, warmup: int = 5) -> float:
+    """Median seconds of `run()` after warm-up."""
+    for _ in range(warmup):
+        run()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def bench_model(path: Path, providers: list[str] | None, threads: int, repeats: int,
+                lfw_eval=None) -> BenchRow:
+    embedder = Embedder(path, providers, threads=threads, batch_size=32)
+    shape = embedder.info.preprocess.input_shape
+    rng = np.random.default_rng(0)
+    one = rng.standard_normal((1, *shape)).astype(np.float32)
+    batch = rng.standard_normal((32, *shape)).astype(np.float32)
+    single = time_runs(lambda: embedder.run(one), repeats)
+    batched = time_runs(lambda: embedder.run(batch), max(5, repeats // 4))
+    accuracy = lfw_eval(embedder) if lfw_eval else None
+    return BenchRow(path.name, embedder.info.variant, path.stat().st_size / 1e6,
+                    embedder.providers[0].replace("ExecutionProvider", ""), 1e3 * single,
+                    32 / batched, accuracy)
+
+
+def lfw_view1(lfw_root: Path, cache_dir: Path | None):
+    """A function giving an embedder's View 1 accuracy at its metadata's accuracy threshold."""
+    from siamese.train import face_cache, metrics
+    from siamese.train.lfw import LFW
+
+    lfw = LFW(lfw_root)
+    faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir, progress=False)
+    pairs = lfw.view1_test_pairs
+    paths = sorted({p for pair in pairs for p in (pair.left, pair.right)})
+    crops = np.stack([faces.crop(p) for p in paths])
+
+    def evaluate(embedder: Embedder) -> float:
+        vectors = dict(zip(paths, embedder.embed(crops), strict=True))
+        scores = metrics.pair_scores(np.stack([vectors[p.left] for p in pairs]),
+                                     np.stack([vectors[p.right] for p in pairs]),
+                                     embedder.info.metric)
+        threshold = embedder.info.accuracy_threshold
+        if threshold is None:
+            raise ModelError(f"{embedder.path} has no accuracy threshold in its metadata")
+        return metrics.accuracy(scores, np.array([p.same for p in pairs]), threshold)
+
+    return evaluate
+
+
+def format_rows(rows: list[BenchRow], threads: int) -> str:
+    header = (f"{'file':<28} {'variant':<8} {'size MB':>8} {'provider':>9} {'ms/face b1':>11} "
+              f"{'faces/s b32':>12} {'LFW View 1':>10}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        acc = f"{100 * r.lfw_accuracy:.2f}%" if r.lfw_accuracy is not None else "-"
+        lines.append(f"{r.name:<28} {r.variant:<8} {r.size_mb:>8.2f} {r.provider:>9} "
+                     f"{r.ms_per_face:>11.2f} {r.faces_per_s:>12.0f} {acc:>10}")
+    lines.append(f"onnxruntime threads: {threads or f'auto ({os.cpu_count()} cores)'}; "
+                 "latency: median after warm-up. FP16 on the CPU provider runs slower than FP32 "
+                 "(casts are inserted): it is meant for GPUs.")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--lfw-root", type=click.Path(path_type=Path), envvar="SIAMESE_LFW_ROOT",
+              help="Also measure LFW View 1 accuracy.")
+@click.option("--cache-dir", type=click.Path(path_type=Path))
+@click.option("--providers", help="Comma-separated onnxruntime providers [default: CUDA if "
+              "available, else CPU].")
+@click.option("--threads", default=0, show_default=True, help="0: onnxruntime's default.")
+@click.option("--repeats", default=100, show_default=True)
+@user_errors
+def main(models, lfw_root, cache_dir, providers, threads, repeats):
+    """Benchmark MODELS (files, or export folders: every .onnx inside) [default: the packaged
+    models]."""
+    from siamese.runtime.verifier import DEFAULT_MODEL
+
+    paths = []
+    for item in models or (DEFAULT_MODEL.parent,):
+        item = Path(item)
+        if item.is_dir():
+            found = sorted(p for p in item.glob("*.onnx") if not p.name.startswith("face_det"))
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise ModelError(f"no such model file or folder: {item}")
+    if not paths:
+        raise ModelError("no embedding models to benchmark")
+    evaluate = lfw_view1(lfw_root, cache_dir) if lfw_root else None
+    chosen = [p.strip() for p in providers.split(",")] if providers else None
+    rows = [bench_model(path, chosen, threads, repeats, evaluate) for path in paths]
+    click.echo(format_rows(rows, threads))

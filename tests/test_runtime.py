@@ -1,0 +1,159 @@
+"""The runtime on real video: a file and an HTTP MJPEG stream (with a dropped connection), the
+packaged model, and every user error as one line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from siamese.runtime.errors import ModelError
+from siamese.runtime.verifier import DEFAULT_MODEL, Verifier
+
+from .conftest import LFW_MINI
+from .mjpeg_server import MJPEGServer
+
+PEOPLE = LFW_MINI / "lfw-deepfunneled"
+PERSON_A = sorted((PEOPLE / "Andy_Roddick").glob("*.jpg"))
+PERSON_B = sorted((PEOPLE / "Joschka_Fischer").glob("*.jpg"))
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no packaged default model")
+
+
+def frame_of(path: Path) -> np.ndarray:
+    """A 640x480 camera-like frame with the 250x250 photo in the middle."""
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    canvas[115:365, 195:445] = cv2.imread(str(path))
+    return canvas
+
+
+def write_video(paths: list[Path], out: Path, repeats: int = 6) -> Path:
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 480))
+    for path in paths:
+        for _ in range(repeats):
+            writer.write(frame_of(path))
+    writer.release()
+    return out
+
+
+def run_cli(command: str, *args: str, cache: Path) -> subprocess.CompletedProcess:
+    entry = {"verify": "verify_main", "enroll": "enroll_main"}[command]
+    return subprocess.run([sys.executable, "-c", f"from siamese.runtime.cli import {entry}; "
+                           f"{entry}()", *args, "--cache-dir", str(cache)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    return write_video(PERSON_A[1:], root / "a.avi"), write_video(PERSON_B, root / "b.avi")
+
+
+def events(result: subprocess.CompletedProcess) -> list[dict]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_video_of_the_reference_person_verifies_and_another_does_not(videos, tmp_path):
+    a_video, b_video = videos
+    same = run_cli("verify", "--ref", str(PERSON_A[0]), "--camera", str(a_video), cache=tmp_path)
+    assert same.returncode == 0, same.stdout[-2000:] + same.stderr
+    assert events(same)[-1] == {**events(same)[-1], "final": True, "decision": "verified"}
+    other = run_cli("verify", "--ref", str(PERSON_A[0]), "--camera", str(b_video), cache=tmp_path)
+    assert other.returncode == 1, other.stdout[-2000:] + other.stderr
+    scored = [e for e in events(other) if e.get("score") is not None]
+    assert len(scored) == 4 * 6  # a video file drops no frame
+    assert events(other)[-1]["decision"] == "not_verified"
+
+
+def test_reference_embedding_is_cached_by_image_and_model(tmp_path):
+    verifier = Verifier.from_model(cache_dir=tmp_path)
+    first = verifier.reference_embedding(PERSON_A[0])
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    np.testing.assert_array_equal(first, verifier.reference_embedding(PERSON_A[0]))
+
+
+@pytest.mark.parametrize("person, expected", [(PERSON_A, 0), (PERSON_B, 1)])
+def test_http_mjpeg_stream_with_a_drop_reconnects_and_decides(person, expected, tmp_path):
+    frames = [frame_of(path) for path in person[1:]]
+    with MJPEGServer(frames, fps=20, cut_after=3) as server:
+        result = run_cli("verify", "--ref", str(PERSON_A[0]), "--camera", server.url,
+                         "--timeout", "8", cache=tmp_path)
+        connections = server.connections
+    assert result.returncode == expected, result.stdout[-2000:] + result.stderr
+    assert connections >= 2
+    assert any(e.get("reconnects", 0) >= 1 for e in events(result))
+
+
+def test_enroll_writes_a_private_template_and_verify_accepts_it(tmp_path):
+    store = tmp_path / "andy.json"
+    enrolled = run_cli("enroll", "andy", str(PERSON_A[0]), str(PERSON_A[1]), "--store",
+                       str(store), cache=tmp_path)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert oct(store.stat().st_mode & 0o777) == "0o600"
+    template = json.loads(store.read_text())
+    assert template["name"] == "andy" and len(template["embeddings"]) == 2
+    still = run_cli("verify", "--ref", str(store), "--image", str(PERSON_A[2]), cache=tmp_path)
+    assert still.returncode == 0, still.stdout + still.stderr
+
+
+def _two_faces(tmp_path: Path) -> Path:
+    both = np.concatenate([cv2.imread(str(PERSON_A[0])), cv2.imread(str(PERSON_B[0]))], axis=1)
+    path = tmp_path / "two.jpg"
+    cv2.imwrite(str(path), both)
+    return path
+
+
+def _blank(tmp_path: Path) -> Path:
+    path = tmp_path / "blank.png"
+    cv2.imwrite(str(path), np.full((200, 200, 3), 127, np.uint8))
+    return path
+
+
+def _corrupt(tmp_path: Path) -> Path:
+    path = tmp_path / "corrupt.jpg"
+    path.write_bytes(PERSON_A[0].read_bytes()[:300])
+    return path
+
+
+def _foreign_template(tmp_path: Path) -> Path:
+    path = tmp_path / "foreign.json"
+    path.write_text(json.dumps({"format": "siamese-template-1", "name": "x",
+                                "model_fingerprint": "0" * 64, "embeddings": [[0.0] * 128]}))
+    return path
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda t: ["--ref", str(_blank(t)), "--image", str(PERSON_A[1])], "no usable face"),
+    (lambda t: ["--ref", str(_two_faces(t)), "--image", str(PERSON_A[1])], "2 faces"),
+    (lambda t: ["--ref", str(PERSON_A[0]), "--image", str(_corrupt(t))], "cannot decode image"),
+    (lambda t: ["--ref", str(PERSON_A[0]), "--image", str(PERSON_A[1]), "--model",
+                str(t / "missing.onnx")], "model file not found"),
+    (lambda t: ["--ref", str(_foreign_template(t)), "--image", str(PERSON_A[1])],
+     "made with another model"),
+    (lambda t: ["--ref", str(PERSON_A[0]), "--camera", str(t / "none.avi")],
+     "no such video file"),
+])
+def test_user_errors_are_one_line_with_exit_2(make_args, message, tmp_path):
+    result = run_cli("verify", *make_args(tmp_path), cache=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def test_failed_enroll_leaves_an_existing_template_untouched(tmp_path):
+    store = tmp_path / "keep.json"
+    store.write_text("precious")
+    result = run_cli("enroll", "x", str(_two_faces(tmp_path)), "--store", str(store),
+                     cache=tmp_path)
+    assert result.returncode == 2 and store.read_text() == "precious"
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".keep.json")]
+
+
+def test_model_without_default_path_is_refused(tmp_path):
+    with pytest.raises(ModelError):
+        Verifier.from_model(tmp_path / "nothing.onnx")

@@ -1,0 +1,96 @@
+"""Full-pipeline benchmark: frames per second and per-stage latency (decode, detect, align,
+embed, compare) on a 640x480 video with one face, and the process's peak memory.
+
+    python tools/bench_pipeline.py [--model PATH] [--video FILE] [--frames 300]
+
+Without --video, a 640x480 MJPEG video is written from examples/ (or the test fixture).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+from siamese.runtime.sources import VideoFile
+from siamese.runtime.verifier import Verifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_video(out: Path, frames: int) -> Path:
+    """640x480 frames with one LFW face moving slowly across a grey background."""
+    faces = sorted((ROOT / "examples").glob("*.jpg")) or sorted(
+        (ROOT / "tests/fixtures/lfw_mini/lfw-deepfunneled").glob("*/*_0001.jpg"))
+    face = cv2.imread(str(faces[0]))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for i in range(frames):
+        canvas = np.full((480, 640, 3), 90, np.uint8)
+        x = 100 + (i * 2) % 280
+        canvas[115:365, x:x + 250] = face
+        writer.write(canvas)
+    writer.release()
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@click.command()
+@click.option("--model", type=click.Path(path_type=Path), help="[default: packaged model]")
+@click.option("--video", type=click.Path(exists=True, path_type=Path))
+@click.option("--frames", default=300, show_default=True)
+@click.option("--threads", default=0, show_default=True, help="onnxruntime threads (0: auto)")
+def main(model: Path | None, video: Path | None, frames: int, threads: int) -> None:
+    """Print one table of per-stage median latency, FPS and peak RSS."""
+    verifier = Verifier.from_model(model)
+    if threads:
+        from siamese.runtime.embedder import Embedder
+
+        verifier.embedder = Embedder(verifier.embedder.path, threads=threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = video or synthetic_video(Path(tmp) / "bench.avi", frames)
+        faces = sorted((ROOT / "examples").glob("*.jpg")) or sorted(
+            (ROOT / "tests/fixtures/lfw_mini/lfw-deepfunneled").glob("*/*_0001.jpg"))
+        template = verifier.enroll("bench", [faces[0]])
+        source = VideoFile(video)
+        stages: dict[str, list[float]] = {k: [] for k in
+                                          ("decode", "detect", "align", "embed", "compare")}
+        totals = []
+        iterator = source.frames()
+        started = time.perf_counter()
+        count = 0
+        while True:
+            t0 = time.perf_counter()
+            frame = next(iterator, None)
+            t1 = time.perf_counter()
+            if frame is None:
+                break
+            decision = verifier.verify(frame.image, template, frame.index)
+            t2 = time.perf_counter()
+            stages["decode"].append(1e3 * (t1 - t0))
+            for key in ("detect", "align", "embed", "compare"):
+                if key in decision.latency_ms:
+                    stages[key].append(decision.latency_ms[key])
+            totals.append(1e3 * (t2 - t0))
+            count += 1
+        elapsed = time.perf_counter() - started
+    info = verifier.embedder.info
+    click.echo(f"model {verifier.embedder.path.name} ({info.arch}, {info.variant}), "
+               f"providers {','.join(verifier.embedder.providers)}, {count} frames of 640x480")
+    click.echo(f"{'stage':<10} {'median ms':>10} {'p95 ms':>8}")
+    for key, values in [*stages.items(), ("total", totals)]:
+        if values:
+            p95 = float(np.percentile(values, 95))
+            click.echo(f"{key:<10} {statistics.median(values):>10.2f} {p95:>8.2f}")
+    click.echo(f"throughput: {count / elapsed:.1f} frames/s; peak RSS {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
