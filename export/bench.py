@@ -14,7 +14,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-
 from siamese.runtime.cli_support import user_errors
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ModelError
