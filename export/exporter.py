@@ -17,16 +17,11 @@ from siamese.export.config import ExportConfig
 from siamese.export.faces import FaceSets, load_face_sets
 from siamese.export.onnx_export import export_fp32
 from siamese.export.parity import Parity, compare
-from siamese.runtime.embedder import Embedder
+from siamese.runtime.embedder import Embedder, file_fingerprint
 from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
 from siamese.train import metrics
-from siamese.train.checkpoint import (
-    build_model,
-    checkpoint_preprocess,
-    file_sha256,
-    load_checkpoint,
-)
+from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
 from siamese.train.embedding import crop_embedder
 
 log = logging.getLogger(__name__)
@@ -97,7 +92,7 @@ def model_info(state: dict, checkpoint: Path) -> ModelInfo:
                      embedding_dim=int(state["embedding_dim"]), metric=state["metric"],
                      threshold=float(calibration["far_threshold"]),
                      threshold_far=float(calibration["target_far"]), arch=state["arch"],
-                     source_sha256=file_sha256(checkpoint), version=package_version(),
+                     source_sha256=file_fingerprint(checkpoint), version=package_version(),
                      variant="fp32",
                      accuracy_threshold=float(calibration["accuracy_threshold"]))
 

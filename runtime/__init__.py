@@ -5,24 +5,29 @@ This package never imports torch; training and export import it, never the other
 
 from siamese.runtime.align import TEMPLATE_112, align_face, similarity_transform
 from siamese.runtime.detector import Face, FaceDetector
-from siamese.runtime.errors import (
-    DatasetError,
-    ImageError,
-    ModelError,
-    SiameseError,
-)
+from siamese.runtime.embedder import Embedder
+from siamese.runtime.errors import DatasetError, ImageError, ModelError, SiameseError
 from siamese.runtime.imageio import read_image
+from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.references import Template
+from siamese.runtime.verifier import Decision, Verifier, VerifyConfig
 
 __all__ = [
     "TEMPLATE_112",
     "DatasetError",
+    "Decision",
+    "Embedder",
     "Face",
     "FaceDetector",
     "ImageError",
     "ModelError",
+    "ModelInfo",
     "Preprocess",
     "SiameseError",
+    "Template",
+    "Verifier",
+    "VerifyConfig",
     "align_face",
     "read_image",
     "similarity_transform",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -48,10 +47,3 @@ def build_model(checkpoint: dict) -> EmbeddingModel:
 def checkpoint_preprocess(checkpoint: dict) -> Preprocess:
     return Preprocess.from_dict(checkpoint["preprocess"])
 
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

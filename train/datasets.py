@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from siamese.runtime.datasets_io import IMAGE_SUFFIXES
 from siamese.runtime.errors import DatasetError
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif",
-                            ".tiff"})
 
 
 @dataclass(frozen=True)
