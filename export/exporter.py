@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -108,7 +109,9 @@ def _lfw_accuracy(embed: Callable[[np.ndarray], np.ndarray], faces: FaceSets, me
 
 
 def _torchscript_embedder(path: Path, info: ModelInfo) -> Callable[[np.ndarray], np.ndarray]:
-    module = torch.jit.load(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated upstream
+        module = torch.jit.load(str(path))
 
     def embed(crops: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -66,11 +66,11 @@ def export_torchscript(model: torch.nn.Module, info: ModelInfo, path: Path) -> P
     """A traced TorchScript module (the seed's deployment path) with the metadata as an extra
     file `siamese.json`."""
     example = torch.zeros(1, *info.preprocess.input_shape)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript is deprecated upstream; kept for the seed
         traced = torch.jit.trace(model.eval().cpu(), example)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.jit.save(traced, str(tmp), _extra_files={
-        "siamese.json": json.dumps(info.with_variant("torchscript").to_dict())})
+        torch.jit.save(traced, str(tmp), _extra_files={
+            "siamese.json": json.dumps(info.with_variant("torchscript").to_dict())})
     os.replace(tmp, path)
     return path
