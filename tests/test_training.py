@@ -33,14 +33,14 @@ def test_training_tensors_match_the_runtime_preprocess(mini_faces):
     ("edge", {"arch": "edge-resnet-s", "epochs": 2, "warmup_epochs": 0, "p": 4, "k": 4,
               "lr": 0.05}),
 ])
-def test_two_epochs_lower_the_loss(mini_faces, tmp_path, preset, changes):
-    config = PRESETS[preset].updated(**changes, seed=3)
+def test_training_lowers_the_loss(mini_faces, tmp_path, preset, changes):
+    """Two epochs at the start against two at the end (the fixture gives a batch or two per
+    epoch, so single epochs are noisy)."""
+    config = PRESETS[preset].updated(**changes, augment=False, seed=3)
     trainer = Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {"kind": "test"},
                       progress=False)
-    first = np.mean([trainer.run_epoch(0)["loss"] for _ in range(1)])
-    for epoch in range(1, 6):
-        last = trainer.run_epoch(epoch)["loss"]
-    assert last < first
+    losses = [trainer.run_epoch(epoch)["loss"] for epoch in range(8)]
+    assert np.mean(losses[-2:]) < np.mean(losses[:2])
 
 
 def test_checkpoint_carries_config_spec_calibration_and_resumes(mini_faces, tmp_path):

@@ -12,7 +12,6 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-
 from siamese.train.lfw import LFW, image_path
 
 

@@ -66,6 +66,8 @@ def evaluate_lfw(embed: EmbedFn, metric: str, calibration: dict, lfw: LFW, faces
         "best_threshold_note": "oracle: threshold chosen on the test pairs themselves",
         "pairs_auc": metrics.roc_auc(scores[same], scores[~same]),
         "people_trained_on": overlap,
+        "warning": (f"CONTAMINATED: {overlap} people of the test pairs were in training"
+                    if overlap else None),
     }
 
     labels = np.array([path.split("/")[0] for path in test_paths])
@@ -141,9 +143,10 @@ def _plot_tsne(embeddings: np.ndarray, labels: np.ndarray, path: Path, title: st
     points = TSNE(n_components=2, perplexity=min(30, mask.sum() - 1), init="pca",
                   random_state=0).fit_transform(embeddings[mask])
     figure, axis = plt.subplots(figsize=(6, 5))
-    for name in chosen:
+    for index, name in enumerate(chosen):
         selected = labels[mask] == name
-        axis.scatter(points[selected, 0], points[selected, 1], s=10, label=name)
+        axis.scatter(points[selected, 0], points[selected, 1], s=10, label=name,
+                     color=plt.cm.tab20(index % 20))
     axis.set_title(f"{title}: t-SNE of {len(chosen)} DevTest people")
     axis.legend(fontsize=5, markerscale=1, ncol=2)
     figure.tight_layout()
