@@ -116,3 +116,15 @@ def test_export_of_a_missing_checkpoint_is_one_line(tmp_path):
     result = CliRunner().invoke(export_main, [str(tmp_path / "none.pt")])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: checkpoint not found: {tmp_path / 'none.pt'}"
+
+
+def test_eval_scores_an_exported_onnx_model(exported, tmp_path):
+    from siamese.train.cli import eval_main
+
+    out, _ = exported
+    result = CliRunner().invoke(eval_main, [
+        str(out / "model.int8.onnx"), "--lfw-root", str(LFW_MINI), "--cache-dir",
+        str(tmp_path / "cache"), "--out", str(tmp_path / "eval"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["variant"] == "int8" and report["view1"]["pairs"] == 16

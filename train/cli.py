@@ -124,7 +124,8 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
 @click.option("--quiet", is_flag=True)
 @user_errors
 def eval_main(checkpoint, lfw_root, cache_dir, faces_dir, out, view2, device, quiet):
-    """Evaluate a checkpoint on LFW: View 1 accuracy, ROC AUC, EER, TAR@FAR; report and plots."""
+    """Evaluate a checkpoint (or an exported .onnx model) on LFW: View 1 accuracy, ROC AUC, EER,
+    TAR@FAR; report and plots."""
     from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
     from siamese.train.embedding import crop_embedder
     from siamese.train.evaluate import evaluate_lfw, write_report
@@ -132,19 +133,33 @@ def eval_main(checkpoint, lfw_root, cache_dir, faces_dir, out, view2, device, qu
 
     if lfw_root is None:
         raise DatasetError("give --lfw-root DIR (or set SIAMESE_LFW_ROOT)")
-    state = load_checkpoint(checkpoint)
-    model, spec = build_model(state), checkpoint_preprocess(state)
-    torch_device = resolve_device(device)
-    model.to(torch_device)
     faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet, faces_dir)
+    if Path(checkpoint).suffix == ".onnx":
+        from siamese.runtime.embedder import Embedder
 
-    report = evaluate_lfw(crop_embedder(model, spec, torch_device), state["metric"],
-                          state["calibration"], lfw, faces, set(state["train_people"]),
-                          view2=view2)
-    report.update(checkpoint=str(checkpoint), arch=state["arch"], epoch=state["epoch"],
-                  calibration=state["calibration"])
+        embedder = Embedder(checkpoint)
+        info = embedder.info
+        calibration = {"accuracy_threshold": info.accuracy_threshold,
+                       "far_threshold": info.threshold, "target_far": info.threshold_far}
+        # an ONNX file does not list its training people: overlap cannot be checked
+        report = evaluate_lfw(embedder.embed, info.metric, calibration, lfw, faces, set(),
+                              view2=view2)
+        report.update(model=str(checkpoint), arch=info.arch, variant=info.variant,
+                      calibration=calibration, training_people="unknown (ONNX model)")
+        title = f"{info.arch} {info.variant}"
+    else:
+        state = load_checkpoint(checkpoint)
+        model, spec = build_model(state), checkpoint_preprocess(state)
+        torch_device = resolve_device(device)
+        model.to(torch_device)
+        report = evaluate_lfw(crop_embedder(model, spec, torch_device), state["metric"],
+                              state["calibration"], lfw, faces, set(state["train_people"]),
+                              view2=view2)
+        report.update(checkpoint=str(checkpoint), arch=state["arch"], epoch=state["epoch"],
+                      calibration=state["calibration"])
+        title = state["arch"]
     out = out or Path(checkpoint).parent / "eval"
-    path = write_report(report, out, state["arch"])
+    path = write_report(report, out, title)
     v1, ap = report["view1"], report["devtest_all_pairs"]
     click.echo(f"LFW View 1: accuracy {100 * v1['accuracy']:.2f}% at the held-out threshold "
                f"(oracle best {100 * v1['best_threshold_accuracy']:.2f}%)")
