@@ -67,13 +67,15 @@ def enroll_main(name, images, store, model, providers, cache_dir):
 @click.option("--timeout", type=click.FloatRange(0, min_open=True),
               help="Give up after this many seconds [default: 30 for cameras and streams, "
                    "none for video files].")
+@click.option("--open-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Seconds to keep trying to open a camera or stream before giving up.")
 @click.option("--min-face", type=float, default=QualityConfig.min_face_px, show_default=True,
               help="Minimum face size in pixels.")
 @click.option("--show", is_flag=True, help="Draw a window with box, score and decision.")
 @click.option("-v", "--verbose", is_flag=True)
 @user_errors
 def verify_main(ref, source, image, model, providers, cache_dir, threshold, votes, window, timeout,
-                min_face, show, verbose):
+                open_timeout, min_face, show, verbose):
     """Is the person in front of the camera (or in the image) the reference person?
 
     One JSON line per frame on stdout. Exit 0: verified; 1: not verified (mismatch or
@@ -98,7 +100,7 @@ def verify_main(ref, source, image, model, providers, cache_dir, threshold, vote
         _emit(decision.to_dict())
         sys.exit(EXIT_VERIFIED if decision.match else EXIT_NOT_VERIFIED)
 
-    stream = open_source(source)
+    stream = open_source(source, open_timeout)
     timeout = timeout if timeout is not None else (30.0 if stream.live else None)
     display = None
     if show:

@@ -4,6 +4,7 @@ reconnect with backoff), or a video file read in order with no frame dropped."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ import numpy as np
 from siamese.runtime.errors import SiameseError
 
 log = logging.getLogger(__name__)
+
+# FFmpeg (inside OpenCV) prints to stderr on every failed connection; our own log says it once.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 
@@ -142,12 +146,12 @@ class LiveSource:
         self._thread.join(timeout=5)
 
 
-def open_source(spec: str) -> VideoFile | LiveSource:
+def open_source(spec: str, open_timeout: float = 10.0) -> VideoFile | LiveSource:
     """A device index ('0'), a stream URL, or a video file path."""
     if spec.isdigit():
-        return LiveSource(int(spec))
+        return LiveSource(int(spec), open_timeout)
     if spec.lower().startswith(STREAM_PREFIXES):
-        return LiveSource(spec)
+        return LiveSource(spec, open_timeout)
     path = Path(spec)
     if not path.is_file():
         raise SourceError(f"no such video file, camera index or stream URL: {spec}")

@@ -149,6 +149,8 @@ def _foreign_template(tmp_path: Path) -> Path:
      "made with another model"),
     (lambda t: ["--ref", str(PERSON_A[0]), "--camera", str(t / "none.avi")],
      "no such video file"),
+    (lambda t: ["--ref", str(PERSON_A[0]), "--camera", "http://127.0.0.1:9/none.mjpg",
+                "--open-timeout", "1"], "cannot open camera or stream"),
 ])
 def test_user_errors_are_one_line_with_exit_2(make_args, message, tmp_path):
     result = run_cli("verify", *make_args(tmp_path), cache=tmp_path)
