@@ -171,3 +171,14 @@ def test_failed_enroll_leaves_an_existing_template_untouched(tmp_path):
 def test_model_without_default_path_is_refused(tmp_path):
     with pytest.raises(ModelError):
         Verifier.from_model(tmp_path / "nothing.onnx")
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("video, expected", [("Abdullah_Gul.avi", 0), ("Adrien_Brody.avi", 1)])
+def test_readme_quickstart_on_the_packaged_model(video, expected, tmp_path):
+    """The README's main command, at the model's own FAR = 1e-3 threshold."""
+    result = run_cli("verify", "--ref", str(EXAMPLES / "Abdullah_Gul"), "--camera",
+                     str(EXAMPLES / video), cache=tmp_path)
+    assert result.returncode == expected, result.stdout[-1500:] + result.stderr

@@ -82,7 +82,8 @@ def test_train_and_eval_commands_end_to_end(tmp_path):
 
 def test_eval_of_a_missing_checkpoint_is_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-c", "from siamese.train.cli import eval_main; "
-                          "eval_main()", str(tmp_path / "nope.pt"), "--lfw-root", str(LFW_MINI)],
+                          "eval_main()", str(tmp_path / "nope.pt"), "--lfw-root", str(LFW_MINI),
+                          "--cache-dir", str(tmp_path / "cache")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.strip() == f"error: checkpoint not found: "\
         f"{tmp_path / 'nope.pt'}"

@@ -1,5 +1,8 @@
 """Write examples/: photos of two LFW DevTest people (never trained on) and short 640x480 videos.
 
+Layout: PERSON/ holds the two reference photos (a folder reference), PERSON_0003.jpg is the photo
+the video PERSON.avi shows, OTHER_0001.jpg is shown by OTHER.avi.
+
     python tools/make_examples.py --lfw-root ../shared/data/lfw --person Condoleezza_Rice \\
         --other Carlos_Moya --out examples
 """
@@ -38,10 +41,11 @@ def main(lfw_root: Path, person: str, other: str, out: Path) -> None:
     for name, needed in ((person, 3), (other, 1)):
         if test_people.get(name, 0) < needed:
             raise click.ClickException(f"{name} is not a DevTest person with {needed} images")
-    out.mkdir(parents=True, exist_ok=True)
+    (out / person).mkdir(parents=True, exist_ok=True)
     photos = []
-    for name, number in [(person, 1), (person, 2), (person, 3), (other, 1)]:
-        target = out / Path(image_path(name, number)).name
+    for folder, name, number in [(out / person, person, 1), (out / person, person, 2),
+                                 (out, person, 3), (out, other, 1)]:
+        target = folder / Path(image_path(name, number)).name
         shutil.copyfile(lfw.image_root / image_path(name, number), target)
         photos.append(target)
     write_video(photos[2], out / f"{person}.avi")

@@ -133,12 +133,12 @@ def eval_main(checkpoint, lfw_root, cache_dir, faces_dir, out, view2, device, qu
 
     if lfw_root is None:
         raise DatasetError("give --lfw-root DIR (or set SIAMESE_LFW_ROOT)")
-    faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet, faces_dir)
     if Path(checkpoint).suffix == ".onnx":
         from siamese.runtime.embedder import Embedder
 
         embedder = Embedder(checkpoint)
         info = embedder.info
+        faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet, faces_dir)
         calibration = {"accuracy_threshold": info.accuracy_threshold,
                        "far_threshold": info.threshold, "target_far": info.threshold_far}
         # an ONNX file does not list its training people: overlap cannot be checked
@@ -152,6 +152,7 @@ def eval_main(checkpoint, lfw_root, cache_dir, faces_dir, out, view2, device, qu
         model, spec = build_model(state), checkpoint_preprocess(state)
         torch_device = resolve_device(device)
         model.to(torch_device)
+        faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet, faces_dir)
         report = evaluate_lfw(crop_embedder(model, spec, torch_device), state["metric"],
                               state["calibration"], lfw, faces, set(state["train_people"]),
                               view2=view2)
