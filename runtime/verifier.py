@@ -106,6 +106,7 @@ class Verifier:
         self.detector = detector or FaceDetector(config=DetectorConfig(max_side=DETECT_SIDE))
         self.config = config or VerifyConfig()
         self.cache = EmbeddingCache(cache_dir or Path.home() / ".cache" / "siamese" / "refs")
+        self.last_vote: Vote | None = None  # the vote of the latest stream()
 
     @classmethod
     def from_model(cls, path: str | Path | None = None, providers: Sequence[str] | None = None,
@@ -194,7 +195,7 @@ class Verifier:
 
     def stream(self, frames: Iterable[Frame], template: Template) -> Iterator[Decision]:
         """Decisions for a sequence of frames with K-of-N voting over scored frames."""
-        vote = Vote(self.config.votes_needed, self.config.window)
+        vote = self.last_vote = Vote(self.config.votes_needed, self.config.window)
         for frame in frames:
             decision = self.verify(frame.image, template, frame.index)
             if decision.face_found and decision.quality is not None and decision.quality.ok:
@@ -202,4 +203,3 @@ class Verifier:
             decision.votes, decision.scored_frames = vote.votes, vote.scored
             decision.verified = vote.passed
             yield decision
-        self.last_vote = vote

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from siamese.runtime.align import ALIGNED_SIZE, TEMPLATE_112, align_face
-from siamese.runtime.detector import DetectorConfig, FaceDetector, most_central_face
+from siamese.runtime.detector import YUNET_PATH, DetectorConfig, FaceDetector, most_central_face
 from siamese.runtime.errors import DatasetError, ImageError
 from siamese.runtime.imageio import read_image
 from siamese.train.datasets import FaceImage
@@ -122,8 +122,6 @@ def open_prepared(directory: str | Path) -> AlignedFaces:
 
 def alignment_signature(config: DetectorConfig) -> dict:
     """Everything that changes the crops; part of the cache fingerprint."""
-    from siamese.runtime.detector import YUNET_PATH
-
     return {
         "format": CACHE_FORMAT,
         "size": ALIGNED_SIZE,
