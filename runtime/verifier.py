@@ -31,7 +31,7 @@ from siamese.runtime.references import (
 )
 from siamese.runtime.sources import Frame
 
-DEFAULT_MODEL = MODELS_DIR / "siamese_edge.onnx"  # FP32: faster than INT8 on x86 CPUs here
+DEFAULT_MODEL = MODELS_DIR / "siamese_edge.int8.onnx"
 DETECT_SIDE = 320  # frames are detected at this longest side; alignment uses full resolution
 
 
