@@ -172,7 +172,7 @@ def export_checkpoint(config: ExportConfig) -> ExportReport:
                 break  # every other variant derives from a faithful FP32 model
     report_path = config.out_dir / "export_report.json"
     tmp = report_path.with_name(f".{report_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2))
+    tmp.write_text(json.dumps({**report.to_dict(), "config": config.to_dict()}, indent=2))
     os.replace(tmp, report_path)
     return report
 

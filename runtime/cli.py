@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import EXIT_ERROR, setup_logging, user_errors
+from siamese.runtime.cli_support import setup_logging, user_errors
 from siamese.runtime.errors import SiameseError
 from siamese.runtime.quality import QualityConfig
 
@@ -143,5 +143,3 @@ def _until(frames, started: float, timeout: float | None, seen: dict):
         seen["frame"] = frame
         yield frame
 
-
-__all__ = ["enroll_main", "verify_main", "EXIT_ERROR"]
