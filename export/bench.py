@@ -59,24 +59,20 @@ def bench_model(path: Path, providers: list[str] | None, threads: int, repeats: 
 
 def lfw_view1(lfw_root: Path, cache_dir: Path | None):
     """A function giving an embedder's View 1 accuracy at its metadata's accuracy threshold."""
-    from siamese.train import face_cache, metrics
+    from siamese.train import face_cache
+    from siamese.train.evaluate import pair_accuracy
     from siamese.train.lfw import LFW
 
     lfw = LFW(lfw_root)
     faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir, progress=False)
     pairs = lfw.view1_test_pairs
-    paths = sorted({p for pair in pairs for p in (pair.left, pair.right)})
-    crops = np.stack([faces.crop(p) for p in paths])
+    crops = {p: faces.crop(p) for pair in pairs for p in (pair.left, pair.right)}
 
     def evaluate(embedder: Embedder) -> float:
-        vectors = dict(zip(paths, embedder.embed(crops), strict=True))
-        scores = metrics.pair_scores(np.stack([vectors[p.left] for p in pairs]),
-                                     np.stack([vectors[p.right] for p in pairs]),
-                                     embedder.info.metric)
         threshold = embedder.info.accuracy_threshold
         if threshold is None:
             raise ModelError(f"{embedder.path} has no accuracy threshold in its metadata")
-        return metrics.accuracy(scores, np.array([p.same for p in pairs]), threshold)
+        return pair_accuracy(embedder.embed, crops, pairs, embedder.info.metric, threshold)
 
     return evaluate
 

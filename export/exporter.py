@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ from siamese.export.onnx_export import export_fp32
 from siamese.export.parity import Parity, compare
 from siamese.runtime.embedder import Embedder, file_fingerprint
 from siamese.runtime.errors import ModelError
+from siamese.runtime.fileio import write_text_atomic
 from siamese.runtime.model_info import ModelInfo
-from siamese.train import metrics
 from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
 from siamese.train.embedding import crop_embedder
+from siamese.train.evaluate import pair_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,7 @@ def model_info(state: dict, checkpoint: Path) -> ModelInfo:
 
 def _lfw_accuracy(embed: Callable[[np.ndarray], np.ndarray], faces: FaceSets, metric: str,
                   threshold: float) -> float:
-    paths = sorted(faces.lfw_crops)
-    vectors = dict(zip(paths, embed(np.stack([faces.lfw_crops[p] for p in paths])), strict=True))
-    left = np.stack([vectors[p.left] for p in faces.lfw_pairs])
-    right = np.stack([vectors[p.right] for p in faces.lfw_pairs])
-    same = np.array([p.same for p in faces.lfw_pairs])
-    return metrics.accuracy(metrics.pair_scores(left, right, metric), same, threshold)
+    return pair_accuracy(embed, faces.lfw_crops, faces.lfw_pairs, metric, threshold)
 
 
 def _torchscript_embedder(path: Path, info: ModelInfo) -> Callable[[np.ndarray], np.ndarray]:
@@ -170,10 +165,8 @@ def export_checkpoint(config: ExportConfig) -> ExportReport:
             path.unlink()
             if name == "fp32":
                 break  # every other variant derives from a faithful FP32 model
-    report_path = config.out_dir / "export_report.json"
-    tmp = report_path.with_name(f".{report_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({**report.to_dict(), "config": config.to_dict()}, indent=2))
-    os.replace(tmp, report_path)
+    write_text_atomic(config.out_dir / "export_report.json",
+                      json.dumps({**report.to_dict(), "config": config.to_dict()}, indent=2))
     return report
 
 

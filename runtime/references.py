@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from siamese.runtime.errors import SiameseError
+from siamese.runtime.fileio import write_text_atomic
 
 TEMPLATE_FORMAT = "siamese-template-1"
 
@@ -51,22 +52,9 @@ class Template:
             raise ReferenceError(f"{source} is not a siamese-edge template") from None
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically (temporary file, then rename) with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_template(template: Template, path: Path) -> None:
-    write_private(Path(path), template.to_json())
+    """Write the template atomically, readable by its owner only (mode 0600)."""
+    write_text_atomic(path, template.to_json(), mode=0o600)
 
 
 def load_template(path: Path, model_fingerprint: str) -> Template:

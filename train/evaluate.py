@@ -9,11 +9,11 @@ people's images. View 2 folds that contain people the model trained on are flagg
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from siamese.runtime.fileio import write_text_atomic
 from siamese.train import metrics
 from siamese.train.face_cache import AlignedFaces
 from siamese.train.lfw import LFW, Pair
@@ -31,6 +31,15 @@ def embed_paths(embed: EmbedFn, faces: AlignedFaces, paths: list[str],
         vectors = embed(np.stack([faces.crop(path) for path in chunk]))
         out.update(zip(chunk, vectors, strict=True))
     return out
+
+
+def pair_accuracy(embed: EmbedFn, crops: dict[str, np.ndarray], pairs: list[Pair], metric: str,
+                  threshold: float) -> float:
+    """Accuracy on `pairs` at `threshold`; each distinct image's crop is embedded once."""
+    paths = sorted(crops)
+    vectors = dict(zip(paths, embed(np.stack([crops[p] for p in paths])), strict=True))
+    scores, same = _pair_arrays(pairs, vectors, metric)
+    return metrics.accuracy(scores, same, threshold)
 
 
 def _pair_arrays(pairs: list[Pair], vectors: dict[str, np.ndarray],
@@ -124,9 +133,7 @@ def write_report(report: dict, out_dir: Path, title: str) -> Path:
     embeddings, labels = report.pop("_tsne")
     _plot_tsne(embeddings, labels, out_dir / "tsne.png", title)
     path = out_dir / "report.json"
-    tmp = path.with_name(f".report.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(report, indent=2))
     return path
 
 
