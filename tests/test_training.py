@@ -111,3 +111,53 @@ def test_missing_teacher_embeddings_are_named(mini_faces, tmp_path):
                                              distill=str(tmp_path / "teacher.npz"), p=4, k=4)
     with pytest.raises(DatasetError, match="no teacher embedding"):
         Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {}, progress=False)
+
+
+def _teacher_files(records, tmp_path, morph_pairs):
+    rng = np.random.default_rng(0)
+    paths = np.array([r.path for r in records])
+    np.savez(tmp_path / "teacher.npz", paths=paths,
+             embeddings=rng.normal(size=(len(records), 128)).astype(np.float32))
+    first, second = np.array(morph_pairs).T
+    np.savez(tmp_path / "morphs.npz", paths_a=paths[first], paths_b=paths[second],
+             weights=np.full(len(first), 0.5, np.float32),
+             embeddings=rng.normal(size=(len(first), 128)).astype(np.float32))
+
+
+def test_morph_distillation_trains_and_never_uses_held_out_people(mini_faces, tmp_path):
+    records = _train_records(mini_faces)
+    pairs = [(i, (i + 7) % len(records)) for i in range(len(records))]
+    _teacher_files(records, tmp_path, pairs)
+    config = PRESETS["edge-distill"].updated(
+        arch="edge-resnet-s", distill=str(tmp_path / "teacher.npz"),
+        distill_morphs=str(tmp_path / "morphs.npz"), p=4, k=4, lr=0.05, warmup_epochs=0, seed=1)
+    trainer = Trainer(config, mini_faces, records, tmp_path, {"kind": "test"}, progress=False)
+    trained = {records[i].path for pair in pairs for i in pair
+               if records[i].identity not in trainer.val_people}
+    used = {trainer.train.records[int(i)].path
+            for i in torch.cat([trainer.morphs.first, trainer.morphs.second])}
+    assert used and used <= trained
+    expected = sum(all(records[i].identity not in trainer.val_people for i in pair)
+                   for pair in pairs)
+    assert len(trainer.morphs) == expected < len(pairs)
+    assert torch.allclose(trainer.morphs.targets.norm(dim=1), torch.ones(expected))
+    losses = [trainer.run_epoch(epoch)["loss"] for epoch in range(8)]
+    assert losses[-1] < losses[0]
+
+
+def test_morphs_need_the_teacher_of_the_training_images(tmp_path):
+    config = PRESETS["edge"].updated(distill_morphs=str(tmp_path / "morphs.npz"))
+    with pytest.raises(ValueError, match="--distill"):
+        config.validate()
+
+
+@pytest.mark.parametrize("arch", ["seed", "edge-resnet", "edge-resnet-m", "edge-resnet-l",
+                                  "edge-resnet-s"])
+def test_every_architecture_embeds_its_own_input_size(arch):
+    from siamese.train.models import create_backbone, default_preprocess
+
+    spec = default_preprocess(arch)
+    model = create_backbone(arch).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, spec.channels, spec.size, spec.size))
+    assert out.shape == (2, 128)

@@ -28,13 +28,22 @@ def main() -> None:
 @click.argument("cache", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--quality", default=95, show_default=True)
-def pack(cache: Path, out: Path, quality: int) -> None:
+@click.option("--people", type=click.Path(exists=True, path_type=Path),
+              help="Only these people (an LFW people file, e.g. peopleDevTrain.txt).")
+def pack(cache: Path, out: Path, quality: int, people: Path | None) -> None:
+    import json
+
     faces = open_prepared(cache)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    if people is not None:
+        names = {line.split()[0] for line in people.read_text().splitlines()[1:] if line.strip()}
+        manifest["records"] = [row for row in manifest["records"] if row[1] in names]
+    records = [r for r in faces.records if people is None or r.identity in names]
     encoded = [cv2.imencode(".jpg", np.asarray(faces.crops[r.row]),
-                            [cv2.IMWRITE_JPEG_QUALITY, quality])[1] for r in faces.records]
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])[1] for r in records]
     lengths = np.array([len(e) for e in encoded])
     np.savez(out, data=np.concatenate(encoded), lengths=lengths,
-             manifest=np.frombuffer((cache / "manifest.json").read_bytes(), np.uint8))
+             manifest=np.frombuffer(json.dumps(manifest).encode(), np.uint8))
     click.echo(f"{len(encoded)} crops, {lengths.sum() / 1e6:.1f} MB -> {out}")
 
 

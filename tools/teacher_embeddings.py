@@ -1,4 +1,5 @@
-"""Distillation targets: dlib's ResNet face descriptor for every crop of an aligned-face cache.
+"""Distillation targets: dlib's ResNet face descriptor for every crop of an aligned-face cache,
+or for morphs (pixel blends) of two training people's crops.
 
 Needs the optional teacher packages (`pip install -e ".[teacher]"`: dlib-bin and
 face_recognition_models, CC0 weights); used at training time only, never by the runtime.
@@ -6,6 +7,12 @@ dlib aligns with its own 5-point predictor, here run on our aligned crop (upscal
 template's face box as its rectangle), then takes its 150x150 chip.
 
     python tools/teacher_embeddings.py CACHE_DIR teacher.npz --people lfw/peopleDevTrain.txt
+    python tools/teacher_embeddings.py CACHE_DIR morphs.npz --people lfw/peopleDevTrain.txt \
+        --morphs 30000
+
+Morphs of two aligned faces look like new people: the teacher's descriptor of each is a target
+the student cannot memorise from the training identities. They are drawn only from the people
+`siamese-train` trains on (its held-out validation people, for --val-seed, are left out).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+from siamese.train.datasets import split_people
 from siamese.train.face_cache import open_prepared
 from tqdm import tqdm
 
@@ -40,25 +48,66 @@ def _describe(crop: np.ndarray) -> np.ndarray:
     return np.array(encoder.compute_face_descriptor(rgb, shape, 0), dtype=np.float32)
 
 
+def morph(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
+    """weight * a + (1 - weight) * b, rounded to uint8 (the trainer blends the same way)."""
+    return np.rint(weight * a.astype(np.float32) + (1 - weight) * b).astype(np.uint8)
+
+
+def draw_morphs(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` (i, j) index pairs of different people, and blend weights in [0.3, 0.7]."""
+    rng = np.random.default_rng(seed)
+    pairs = rng.integers(len(labels), size=(count, 2))
+    clash = labels[pairs[:, 0]] == labels[pairs[:, 1]]
+    while clash.any():
+        pairs[clash, 1] = rng.integers(len(labels), size=int(clash.sum()))
+        clash = labels[pairs[:, 0]] == labels[pairs[:, 1]]
+    return pairs, rng.uniform(0.3, 0.7, size=count).astype(np.float32)
+
+
 @click.command()
 @click.argument("cache", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--people", type=click.Path(exists=True, path_type=Path),
               help="Only these people (an LFW people file, e.g. peopleDevTrain.txt).")
+@click.option("--morphs", default=0, show_default=True,
+              help="Describe this many morphs of two training people instead of the crops.")
+@click.option("--val-fraction", default=0.1, show_default=True,
+              help="siamese-train's held-out fraction of people (left out of morphs).")
+@click.option("--val-seed", default=0, show_default=True,
+              help="siamese-train's --seed (it picks the held-out people).")
 @click.option("--workers", default=2, show_default=True)
-def main(cache: Path, out: Path, people: Path | None, workers: int) -> None:
-    """Write OUT.npz with `paths` and `embeddings` (N, 128) of dlib's descriptor."""
+def main(cache: Path, out: Path, people: Path | None, morphs: int, val_fraction: float,
+         val_seed: int, workers: int) -> None:
+    """Write OUT.npz: `paths` and `embeddings` (N, 128) of dlib's descriptor; with --morphs,
+    `paths_a`, `paths_b`, `weights` and `embeddings` of the blends."""
     faces = open_prepared(cache)
     records = faces.records
     if people is not None:
         names = {line.split()[0] for line in people.read_text().splitlines()[1:] if line.strip()}
         records = [r for r in records if r.identity in names]
-    crops = (np.asarray(faces.crops[r.row]) for r in records)
+    if morphs:
+        train_people, _ = split_people(sorted({r.identity for r in records}), val_fraction,
+                                       val_seed)
+        records = [r for r in records if r.identity in train_people]
+        labels = np.array([r.identity for r in records])
+        pairs, weights = draw_morphs(labels, morphs, seed=val_seed)
+        images = (morph(np.asarray(faces.crops[records[i].row]),
+                        np.asarray(faces.crops[records[j].row]), w)
+                  for (i, j), w in zip(pairs, weights, strict=True))
+        total = morphs
+    else:
+        images = (np.asarray(faces.crops[r.row]) for r in records)
+        total = len(records)
     with multiprocessing.get_context("spawn").Pool(workers, _init) as pool:
-        vectors = list(tqdm(pool.imap(_describe, crops, chunksize=32), total=len(records),
-                            desc="dlib descriptors", mininterval=10))
-    np.savez(out, paths=np.array([r.path for r in records]), embeddings=np.stack(vectors))
-    click.echo(f"{len(records)} teacher embeddings -> {out}")
+        vectors = np.stack(list(tqdm(pool.imap(_describe, images, chunksize=32), total=total,
+                                     desc="dlib descriptors", mininterval=10)))
+    paths = np.array([r.path for r in records])
+    if morphs:
+        np.savez(out, paths_a=paths[pairs[:, 0]], paths_b=paths[pairs[:, 1]], weights=weights,
+                 embeddings=vectors)
+    else:
+        np.savez(out, paths=paths, embeddings=vectors)
+    click.echo(f"{total} teacher embeddings -> {out}")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,9 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
               help="Negatives per positive (1:N) for fixed triplets.")
 @click.option("--distill", type=click.Path(path_type=Path),
               help="Teacher embeddings .npz (tools/teacher_embeddings.py) to distil from.")
+@click.option("--distill-morphs", type=click.Path(path_type=Path),
+              help="Teacher embeddings of morphs (tools/teacher_embeddings.py --morphs), "
+                   "distilled alongside --distill.")
 @click.option("--batch-size", type=click.IntRange(1))
 @click.option("--lr", type=float)
 @click.option("--warmup-epochs", type=click.IntRange(0))
@@ -90,8 +93,9 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
         config = config.updated(epochs=overrides.get("epochs"))
         out = resume_dir
     else:
-        if overrides.get("distill") is not None:
-            overrides["distill"] = str(overrides["distill"])
+        for name in ("distill", "distill_morphs"):
+            if overrides.get(name) is not None:
+                overrides[name] = str(overrides[name])
         config = PRESETS[preset].updated(**overrides)
         out = out or Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:

@@ -30,6 +30,8 @@ class TrainConfig:
     hard_mining_every: int = 0  # seed trick: re-score triplets every N epochs (0: off)
     distill: str | None = None  # teacher embeddings (.npz with paths, embeddings) to distil from
     distill_weight: float = 1.0
+    distill_morphs: str | None = None  # teacher embeddings of morphs (.npz) to distil from too
+    morph_weight: float = 1.0
     augment: bool = False
     val_fraction: float = 0.1  # training-side people held out for thresholds, never trained on
     target_far: float = 1e-3
@@ -57,6 +59,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
         if self.loss == "none" and self.head is None and self.distill is None:
             raise ValueError("loss 'none' needs a margin-softmax head or a teacher to distil")
+        if self.distill_morphs is not None and self.distill is None:
+            raise ValueError("morph targets need the teacher's embeddings of the training images "
+                             "too (--distill)")
+        if self.distill_morphs is not None and self.loss == "triplet":
+            raise ValueError("morph distillation needs batches of images, not fixed triplets")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must lie between 0 and 1")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from siamese.runtime.datasets_io import IMAGE_SUFFIXES
 from siamese.runtime.errors import DatasetError
 
@@ -34,3 +35,12 @@ def read_folder(root: str | Path) -> list[FaceImage]:
     if not images:
         raise DatasetError(f"no images found under {root} (expected ROOT/<person>/<image files>)")
     return images
+
+
+def split_people(identities: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    """(train, validation) people; at least two validation people so impostor pairs exist."""
+    ordered = sorted(identities)
+    count = min(len(ordered) - 2, max(2, round(fraction * len(ordered))))
+    rng = np.random.default_rng(seed + 7919)
+    val = set(rng.choice(ordered, size=count, replace=False).tolist())
+    return set(ordered) - val, val

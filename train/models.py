@@ -117,7 +117,9 @@ class EdgeResNet(nn.Module):
                 layers.append(BasicBlock(in_channels, out_channels, 2 if index == 0 else 1))
                 in_channels = out_channels
         self.stages = nn.Sequential(*layers)
-        side = input_size // 2 ** (len(channels) + 1)
+        side = input_size
+        for _ in range(len(channels) + 1):  # a stride-2, padding-1 3x3 conv rounds up
+            side = (side + 1) // 2
         self.head = nn.Sequential(
             nn.BatchNorm2d(in_channels), nn.Dropout(dropout), nn.Flatten(),
             nn.Linear(in_channels * side * side, embedding_dim), nn.BatchNorm1d(embedding_dim))
@@ -139,6 +141,17 @@ def edge_resnet(embedding_dim: int = 128, **kwargs) -> EdgeResNet:
 def edge_resnet_medium(embedding_dim: int = 128, **kwargs) -> EdgeResNet:
     """Wider stages (32-64-128-256): 1.9 M parameters, 60 M multiply-adds at 96 px."""
     kwargs.setdefault("channels", (32, 64, 128, 256))
+    return EdgeResNet(embedding_dim, **kwargs)
+
+
+@register("edge-resnet-l", Preprocess(size=112, color="rgb", mean=(0.5, 0.5, 0.5),
+                                       std=(0.5, 0.5, 0.5)))
+def edge_resnet_large(embedding_dim: int = 128, **kwargs) -> EdgeResNet:
+    """Stages 48-96-160-256 (1-2-3-1 blocks) at the crop's own 112 px: 3.2 M parameters,
+    177 M multiply-adds."""
+    kwargs.setdefault("channels", (48, 96, 160, 256))
+    kwargs.setdefault("blocks", (1, 2, 3, 1))
+    kwargs.setdefault("input_size", 112)
     return EdgeResNet(embedding_dim, **kwargs)
 
 

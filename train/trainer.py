@@ -17,6 +17,8 @@ from siamese.train.augment import AugmentConfig, augment
 from siamese.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_atomic
 from siamese.train.config import TrainConfig
 from siamese.train.data import FaceTensors, normalize, to_unit_range
+from siamese.train.datasets import split_people
+from siamese.train.distill import distillation_loss, load_morphs, load_teacher
 from siamese.train.embedding import embed_pixels
 from siamese.train.face_cache import AlignedFaces, CacheRecord
 from siamese.train.losses import MarginSoftmax, OnlineTripletLoss, TripletLoss
@@ -31,43 +33,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def split_people(identities: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
-    """(train, validation) people; at least two validation people so impostor pairs exist."""
-    ordered = sorted(identities)
-    count = min(len(ordered) - 2, max(2, round(fraction * len(ordered))))
-    rng = np.random.default_rng(seed + 7919)
-    val = set(rng.choice(ordered, size=count, replace=False).tolist())
-    return set(ordered) - val, val
-
-
-def load_teacher(path: Path, records: list[CacheRecord], device: torch.device) -> torch.Tensor:
-    """Teacher embeddings row-aligned with `records`, centred on their mean and unit-length.
-
-    dlib's descriptors share a large common component (mean pairwise cosine 0.84 on LFW): left
-    in, a student matches it and learns nothing about identity. Centred, the mean pairwise
-    cosine is 0.03 and the teacher's verification AUC is unchanged."""
-    from siamese.runtime.errors import DatasetError
-
-    if not path.is_file():
-        raise DatasetError(f"teacher embeddings not found: {path}")
-    data = np.load(path)
-    index = {str(p): i for i, p in enumerate(data["paths"])}
-    missing = [r.path for r in records if r.path not in index]
-    if missing:
-        raise DatasetError(f"{path} has no teacher embedding for {len(missing)} training images, "
-                           f"e.g. {missing[0]}")
-    vectors = torch.from_numpy(data["embeddings"][[index[r.path] for r in records]]).float()
-    return torch.nn.functional.normalize(vectors - vectors.mean(0), dim=1).to(device)
-
-
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Cosine distance to the teacher's embedding plus agreement of in-batch similarities."""
-    student = torch.nn.functional.normalize(student, dim=1)
-    pointwise = (1 - (student * teacher).sum(1)).mean()
-    relational = (student @ student.T - teacher @ teacher.T).pow(2).mean()
-    return pointwise + relational
 
 
 def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> dict:
@@ -123,6 +88,8 @@ class Trainer:
                                              weight_decay=config.weight_decay, nesterov=True)
         self.teacher = (load_teacher(Path(config.distill), self.train.records, self.device)
                         if config.distill else None)
+        self.morphs = (load_morphs(Path(config.distill_morphs), self.train.records, self.teacher,
+                                   self.device) if config.distill_morphs else None)
         self.triplet_loss = TripletLoss(config.margin)
         self.online_loss = (OnlineTripletLoss(config.margin, config.loss)
                             if config.loss in ("batch-hard", "semi-hard") else None)
@@ -150,8 +117,14 @@ class Trainer:
             return 0.5 * c.lr * (1 + math.cos(math.pi * progress))
         return c.lr
 
-    def _inputs(self, indices: np.ndarray) -> torch.Tensor:
+    def _inputs(self, indices: np.ndarray, morphs: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised (augmented) training images, followed by the given morphs if any."""
         x = to_unit_range(self.train.pixels[torch.as_tensor(indices, device=self.device)])
+        if morphs is not None:
+            weights = self.morphs.weights[morphs][:, None, None, None]
+            first = to_unit_range(self.train.pixels[self.morphs.first[morphs]])
+            second = to_unit_range(self.train.pixels[self.morphs.second[morphs]])
+            x = torch.cat([x, weights * first + (1 - weights) * second])
         if self.config.augment:
             x = augment(x, self.augment_config, self.generator)
         return normalize(x, self.spec)
@@ -182,13 +155,22 @@ class Trainer:
             embeddings = self.model(self._inputs(batch.T.reshape(-1))).view(3, len(batch), -1)
             return self.triplet_loss(*embeddings), batch.size
         labels = torch.as_tensor(self.train.labels[batch], device=self.device)
-        embeddings = self.model(self._inputs(batch))
+        morphs = None
+        if self.morphs is not None:  # as many morphs as images, in the same forward pass
+            morphs = torch.randint(len(self.morphs), (len(batch),), device=self.device,
+                                   generator=self.generator)
+        embeddings = self.model(self._inputs(batch, morphs))
+        if morphs is not None:
+            embeddings, morph_embeddings = embeddings[:len(batch)], embeddings[len(batch):]
         loss = embeddings.sum() * 0.0
+        if morphs is not None:
+            loss = loss + self.config.morph_weight * distillation_loss(
+                morph_embeddings, self.morphs.targets[morphs])
         if self.online_loss is not None:
             loss = loss + self.online_loss(embeddings, labels)
         if self.teacher is not None:
             loss = loss + self.config.distill_weight * distillation_loss(
-                embeddings, self.teacher[torch.as_tensor(batch, device=self.device)])
+                embeddings, self.teacher.targets[torch.as_tensor(batch, device=self.device)])
         if self.head is not None:
             loss = loss + self.config.head_weight * self.head(embeddings, labels)
         return loss, len(batch)
@@ -264,9 +246,11 @@ class Trainer:
         (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         for epoch in range(self.start_epoch, self.config.epochs):
             record = self.run_epoch(epoch)
+            started = time.perf_counter()
             calibration = self.validate()
             record.update(val_auc=calibration["val_auc"],
-                          val_tar_at_far=calibration["val_tar_at_threshold"])
+                          val_tar_at_far=calibration["val_tar_at_threshold"],
+                          val_seconds=time.perf_counter() - started)
             self.history.append(record)
             log.info("epoch %(epoch)d loss %(loss).4f val AUC %(val_auc).4f", record)
             if self.progress:
