@@ -40,3 +40,26 @@ def test_kfold_accuracy_uses_the_other_folds():
     same = [np.array([True, False])] * 3
     mean, _ = metrics.kfold_accuracy(folds, same)
     assert mean == pytest.approx(2 / 3)  # the third fold is inverted
+
+
+def test_genuine_pair_weights_count_every_person_once():
+    labels = np.array([0] * 10 + [1, 1, 2, 2])
+    genuine, _ = metrics.all_pair_scores(np.eye(len(labels)), labels, "cosine")
+    weights = metrics.genuine_pair_weights(labels)
+    assert len(weights) == len(genuine) == 45 + 1 + 1
+    first = labels[np.triu_indices(len(labels), 1)[0]][
+        (labels[:, None] == labels[None])[np.triu_indices(len(labels), 1)]]
+    assert {int(p): weights[first == p].sum() for p in np.unique(first)} == \
+        pytest.approx({0: 1.0, 1: 1.0, 2: 1.0})
+
+
+def test_weighted_threshold_is_not_decided_by_one_prolific_person():
+    # 45 easy genuine pairs of one person, one hard pair each of two others, impostors between
+    genuine = np.r_[np.full(45, 0.9), 0.5, 0.5]
+    impostor = np.array([0.45, 0.4, 0.3, 0.2, 0.55, 0.1, 0.0, 0.05, 0.15, 0.25])
+    scores, same = np.r_[genuine, impostor], np.r_[np.ones(47, bool), np.zeros(10, bool)]
+    unweighted = metrics.best_threshold(scores, same, balanced=True)
+    weights = np.r_[np.full(45, 1 / 45), 1.0, 1.0, np.ones(10)]
+    weighted = metrics.best_threshold(scores, same, balanced=True, weights=weights)
+    assert unweighted > 0.55  # the prolific person's pairs dominate: the hard pairs are given up
+    assert weighted < 0.5  # every person counts: the hard pairs are accepted

@@ -161,3 +161,25 @@ def test_every_architecture_embeds_its_own_input_size(arch):
     with torch.no_grad():
         out = model(torch.zeros(2, spec.channels, spec.size, spec.size))
     assert out.shape == (2, 128)
+
+
+def test_recalibrate_recomputes_the_held_out_thresholds_in_place(mini_faces, tmp_path):
+    from pathlib import Path
+
+    config = PRESETS["edge-distill"].updated(arch="edge-resnet-s", loss="batch-hard", p=4, k=2,
+                                             epochs=1, warmup_epochs=0)
+    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {"kind": "test"},
+            progress=False).run()
+    state = load_checkpoint(tmp_path / "best.pt")
+    expected = state["calibration"]
+    state["calibration"] = dict(expected, accuracy_threshold=9.0, far_threshold=9.0)
+    torch.save(state, tmp_path / "best.pt")
+    tool = Path(__file__).parent.parent / "tools" / "recalibrate.py"
+    run = subprocess.run([sys.executable, str(tool), str(tmp_path / "best.pt"), "--faces",
+                          str(mini_faces.directory), "--device", "cpu"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    restored = load_checkpoint(tmp_path / "best.pt")["calibration"]
+    assert restored["accuracy_threshold_weighting"] == "person"
+    for key in ("accuracy_threshold", "far_threshold", "val_auc"):
+        assert restored[key] == pytest.approx(expected[key], abs=1e-5)

@@ -93,17 +93,29 @@ def accuracy(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
     return float(((scores >= threshold) == same).mean())
 
 
-def best_threshold(scores: np.ndarray, same: np.ndarray, balanced: bool = False) -> float:
-    """Threshold maximising accuracy (or the mean of TAR and TRR when `balanced`).
+def genuine_pair_weights(labels: np.ndarray) -> np.ndarray:
+    """A weight per genuine score of `all_pair_scores`, 1 / (that person's genuine pairs), so
+    that every person counts equally: a person with n images has n(n-1)/2 pairs, and a few
+    people with many images would otherwise decide a threshold alone."""
+    upper = np.triu_indices(len(labels), k=1)
+    first = labels[upper[0]][labels[upper[0]] == labels[upper[1]]]
+    return 1.0 / np.bincount(first)[first]
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray, balanced: bool = False,
+                   weights: np.ndarray | None = None) -> float:
+    """Threshold maximising accuracy (or the mean of TAR and TRR when `balanced`), each score
+    counted with its weight (1 when None).
 
     One sort and a scan: accepting the top i scores is evaluated for every i; the threshold is
     the midpoint between the last accepted and the first rejected score.
     """
     order = np.argsort(-scores, kind="stable")
     ordered, genuine = scores[order], same[order].astype(bool)
-    positives, negatives = genuine.sum(), (~genuine).sum()
-    accepted_genuine = np.r_[0, np.cumsum(genuine)]
-    accepted_impostor = np.r_[0, np.cumsum(~genuine)]
+    weight = np.ones(len(scores)) if weights is None else np.asarray(weights, float)[order]
+    positives, negatives = weight[genuine].sum(), weight[~genuine].sum()
+    accepted_genuine = np.r_[0, np.cumsum(weight * genuine)]
+    accepted_impostor = np.r_[0, np.cumsum(weight * ~genuine)]
     # only cut between distinct scores
     valid = np.r_[True, ordered[1:] != ordered[:-1], True]
     tar = accepted_genuine / max(positives, 1)
@@ -111,7 +123,7 @@ def best_threshold(scores: np.ndarray, same: np.ndarray, balanced: bool = False)
     if balanced:
         objective = (tar + trr) / 2
     else:
-        objective = (accepted_genuine + negatives - accepted_impostor) / len(scores)
+        objective = (accepted_genuine + negatives - accepted_impostor) / weight.sum()
     objective = np.where(valid, objective, -np.inf)
     cut = int(np.argmax(objective))
     if cut == 0:

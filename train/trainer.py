@@ -35,19 +35,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> dict:
-    """Thresholds chosen on validation pairs: balanced accuracy, and the target FAR."""
+def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float,
+              genuine_weights: np.ndarray | None = None) -> dict:
+    """Thresholds chosen on validation pairs: balanced accuracy (genuine pairs weighted by
+    `genuine_weights`, e.g. each person equally), and the target FAR."""
     scores = np.concatenate([genuine, impostor])
     same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
+    weights = None if genuine_weights is None else np.r_[genuine_weights, np.ones(len(impostor))]
     far_threshold = metrics.threshold_at_far(impostor, target_far)
     tar, far = metrics.rates(genuine, impostor, far_threshold)
     return {
-        "accuracy_threshold": metrics.best_threshold(scores, same, balanced=True),
+        "accuracy_threshold": metrics.best_threshold(scores, same, balanced=True,
+                                                     weights=weights),
+        "accuracy_threshold_weighting": "person" if genuine_weights is not None else "pair",
         "far_threshold": far_threshold, "target_far": target_far,
         "val_tar_at_threshold": tar, "val_far_at_threshold": far,
         "val_auc": metrics.roc_auc(genuine, impostor),
         "val_genuine_pairs": int(len(genuine)), "val_impostor_pairs": int(len(impostor)),
     }
+
+
+def validation_calibration(model: torch.nn.Module, val: FaceTensors, spec, metric: str,
+                           device: torch.device, target_far: float) -> dict:
+    """Thresholds and validation metrics over every pair of the held-out people's images."""
+    embeddings = embed_pixels(model, val.pixels, spec, device)
+    genuine, impostor = metrics.all_pair_scores(embeddings, val.labels, metric)
+    return calibrate(genuine, impostor, target_far, metrics.genuine_pair_weights(val.labels))
 
 
 @dataclass
@@ -198,9 +211,8 @@ class Trainer:
                 "images_per_s": images / seconds, "seconds": seconds}
 
     def validate(self) -> dict:
-        embeddings = embed_pixels(self.model, self.val.pixels, self.spec, self.device)
-        genuine, impostor = metrics.all_pair_scores(embeddings, self.val.labels, self.metric)
-        return calibrate(genuine, impostor, self.config.target_far)
+        return validation_calibration(self.model, self.val, self.spec, self.metric, self.device,
+                                      self.config.target_far)
 
     @property
     def metric(self) -> str:

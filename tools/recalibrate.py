@@ -1,0 +1,52 @@
+"""Choose a checkpoint's thresholds again on its own held-out people, with the current
+calibration (e.g. after a change of method), and save the checkpoint in place, atomically.
+
+    python tools/recalibrate.py runs/RUN/best.pt --faces ~/.cache/siamese/faces/lfw-...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from siamese.runtime.cli_support import user_errors
+from siamese.runtime.errors import DatasetError
+from siamese.train.checkpoint import (
+    build_model,
+    checkpoint_preprocess,
+    load_checkpoint,
+    save_atomic,
+)
+from siamese.train.data import FaceTensors
+from siamese.train.face_cache import open_prepared
+from siamese.train.trainer import resolve_device, validation_calibration
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--faces", "faces_dir", type=click.Path(path_type=Path), required=True,
+              help="The prepared face cache the checkpoint was trained from.")
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def main(checkpoint: Path, faces_dir: Path, device: str) -> None:
+    """Recalibrate CHECKPOINT's thresholds on its held-out validation people."""
+    state = load_checkpoint(checkpoint)
+    faces = open_prepared(faces_dir)
+    records = faces.select(set(state["val_people"]))
+    if len({r.identity for r in records}) != len(state["val_people"]):
+        raise DatasetError(f"{faces_dir} lacks some of the checkpoint's held-out people")
+    spec, torch_device = checkpoint_preprocess(state), resolve_device(device)
+    model = build_model(state).to(torch_device)
+    target_far = state["calibration"]["target_far"]
+    val = FaceTensors.from_cache(faces, records, spec, torch_device)
+    before = state["calibration"]
+    state["calibration"] = validation_calibration(model, val, spec, state["metric"],
+                                                  torch_device, target_far)
+    save_atomic(state, checkpoint)
+    click.echo(f"accuracy threshold {before['accuracy_threshold']:.4f} -> "
+               f"{state['calibration']['accuracy_threshold']:.4f}; FAR {target_far:g} threshold "
+               f"{before['far_threshold']:.4f} -> {state['calibration']['far_threshold']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
