@@ -86,8 +86,8 @@ def format_rows(rows: list[BenchRow], threads: int) -> str:
         lines.append(f"{r.name:<28} {r.variant:<8} {r.size_mb:>8.2f} {r.provider:>9} "
                      f"{r.ms_per_face:>11.2f} {r.faces_per_s:>12.0f} {acc:>10}")
     lines.append(f"onnxruntime threads: {threads or f'auto ({os.cpu_count()} cores)'}; "
-                 "latency: median after warm-up. FP16 on the CPU provider runs slower than FP32 "
-                 "(casts are inserted): it is meant for GPUs.")
+                 "latency: median after warm-up. FP16 is a GPU artefact: the CPU provider "
+                 "inserts casts, so it gains nothing over FP32 there and often runs slower.")
     return "\n".join(lines)
 
 
