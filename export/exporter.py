@@ -95,7 +95,8 @@ def model_info(state: dict, checkpoint: Path) -> ModelInfo:
                      threshold_far=float(calibration["target_far"]), arch=state["arch"],
                      source_sha256=file_fingerprint(checkpoint), version=package_version(),
                      variant="fp32",
-                     accuracy_threshold=float(calibration["accuracy_threshold"]))
+                     accuracy_threshold=float(calibration["accuracy_threshold"]),
+                     flip_average=bool(state.get("flip_average", False)))
 
 
 def _lfw_accuracy(embed: Callable[[np.ndarray], np.ndarray], faces: FaceSets, metric: str,

@@ -13,7 +13,7 @@ from siamese.runtime.errors import ModelError
 from siamese.runtime.preprocess import Preprocess
 
 METADATA_PREFIX = "siamese."
-OPTIONAL_FIELDS = frozenset({"accuracy_threshold"})
+OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ModelInfo:
     version: str
     variant: str  # fp32 | fp16 | int8
     accuracy_threshold: float | None = None  # best balanced-accuracy threshold, held-out people
+    flip_average: bool = False  # the graph averages a face's embedding with its mirror image's
 
     def __post_init__(self) -> None:
         if self.metric not in ("cosine", "euclidean"):

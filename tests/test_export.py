@@ -128,3 +128,33 @@ def test_eval_scores_an_exported_onnx_model(exported, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["variant"] == "int8" and report["view1"]["pairs"] == 16
+
+
+def test_mirror_averaged_model_exports_once_and_ignores_mirroring(checkpoint, exported, tmp_path,
+                                                                   mini_faces):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    flipped = tmp_path / "flip.pt"
+    flipped.write_bytes(checkpoint.read_bytes())
+    tool = Path(__file__).parent.parent / "tools" / "recalibrate.py"
+    run = subprocess.run([sys.executable, str(tool), str(flipped), "--faces",
+                          str(mini_faces.directory), "--flip-average", "--device", "cpu"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert load_checkpoint(flipped)["flip_average"] is True
+    result = CliRunner().invoke(export_main, [str(flipped), "--out", str(tmp_path / "out"),
+                                              "--calib", str(ATT_FACES), "--cache-dir",
+                                              str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "out" / "model.onnx"
+    embedder = Embedder(model)
+    assert embedder.info.flip_average is True
+    # each weight is stored once: the file is about the size of the plain model's
+    plain = exported[0] / "model.onnx"
+    assert model.stat().st_size < 1.1 * plain.stat().st_size
+    crops = np.stack([np.asarray(mini_faces.crops[r.row]) for r in mini_faces.records[:6]])
+    np.testing.assert_allclose(embedder.embed(crops), embedder.embed(crops[:, :, ::-1]),
+                               atol=1e-5)
+    assert not Embedder(plain).info.flip_average

@@ -2,6 +2,9 @@
 calibration (e.g. after a change of method), and save the checkpoint in place, atomically.
 
     python tools/recalibrate.py runs/RUN/best.pt --faces ~/.cache/siamese/faces/lfw-...
+
+`--flip-average` makes the model average each face's embedding with its mirror image's (the
+exported graph then runs the network twice per face); its thresholds are chosen for that.
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ from siamese.train.trainer import resolve_device, validation_calibration
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--faces", "faces_dir", type=click.Path(path_type=Path), required=True,
               help="The prepared face cache the checkpoint was trained from.")
+@click.option("--flip-average/--no-flip-average", default=None,
+              help="Average with the mirror image from now on (or stop) [default: unchanged].")
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def main(checkpoint: Path, faces_dir: Path, device: str) -> None:
+def main(checkpoint: Path, faces_dir: Path, flip_average: bool | None, device: str) -> None:
     """Recalibrate CHECKPOINT's thresholds on its held-out validation people."""
     state = load_checkpoint(checkpoint)
+    if flip_average is not None:
+        state["flip_average"] = flip_average
     faces = open_prepared(faces_dir)
     records = faces.select(set(state["val_people"]))
     if len({r.identity for r in records}) != len(state["val_people"]):
@@ -43,7 +50,9 @@ def main(checkpoint: Path, faces_dir: Path, device: str) -> None:
     state["calibration"] = validation_calibration(model, val, spec, state["metric"],
                                                   torch_device, target_far)
     save_atomic(state, checkpoint)
-    click.echo(f"accuracy threshold {before['accuracy_threshold']:.4f} -> "
+    click.echo(f"{'with' if state.get('flip_average') else 'without'} mirror averaging: "
+               f"held-out AUC {before['val_auc']:.4f} -> {state['calibration']['val_auc']:.4f}; "
+               f"accuracy threshold {before['accuracy_threshold']:.4f} -> "
                f"{state['calibration']['accuracy_threshold']:.4f}; FAR {target_far:g} threshold "
                f"{before['far_threshold']:.4f} -> {state['calibration']['far_threshold']:.4f}")
 

@@ -9,7 +9,8 @@ import torch
 from siamese.runtime.errors import ModelError
 from siamese.runtime.preprocess import Preprocess
 from siamese.train.config import TrainConfig
-from siamese.train.models import EmbeddingModel, create_backbone
+from siamese.train.models import FlipAveraged, create_backbone
+from torch import nn
 
 CHECKPOINT_FORMAT = 1
 
@@ -36,12 +37,13 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     return checkpoint
 
 
-def build_model(checkpoint: dict) -> EmbeddingModel:
-    """The embedding model of a checkpoint, weights loaded, in eval mode."""
+def build_model(checkpoint: dict) -> nn.Module:
+    """The embedding model of a checkpoint, weights loaded, in eval mode; averaged with the
+    mirror image when the checkpoint says `flip_average` (tools/recalibrate.py)."""
     config = TrainConfig.from_dict(checkpoint["config"])
     model = create_backbone(config.arch, config.embedding_dim, config.l2_normalize)
     model.load_state_dict(checkpoint["model"])
-    return model.eval()
+    return (FlipAveraged(model) if checkpoint.get("flip_average") else model).eval()
 
 
 def checkpoint_preprocess(checkpoint: dict) -> Preprocess:

@@ -47,6 +47,21 @@ class EmbeddingModel(nn.Module):
         return F.normalize(embedding, dim=1) if self.l2_normalize else embedding
 
 
+class FlipAveraged(nn.Module):
+    """A model whose embedding of a face is combined with that of its mirror image (the mean,
+    re-normalised for unit embeddings): a test-time average that the exported graph carries."""
+
+    def __init__(self, model: EmbeddingModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # one pass over the doubled batch: the exported graph then holds each weight once
+        both = self.model(torch.cat([x, x.flip(3)]))
+        total = both[:x.shape[0]] + both[x.shape[0]:]
+        return F.normalize(total, dim=1) if self.model.l2_normalize else total / 2
+
+
 def create_backbone(name: str, embedding_dim: int = 128, l2_normalize: bool = True,
                     **kwargs) -> EmbeddingModel:
     """Build a registered architecture, e.g. `create_backbone("seed")`."""
