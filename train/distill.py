@@ -63,8 +63,7 @@ def load_teacher(path: Path, records: list[CacheRecord], device: torch.device) -
                            f"e.g. {missing[0]}")
     vectors = torch.from_numpy(data["embeddings"][[index[r.path] for r in records]]).float()
     centre = vectors.mean(0)
-    teacher = Teacher(F.normalize(vectors - centre, dim=1).to(device), centre.to(device))
-    return teacher
+    return Teacher(F.normalize(vectors - centre, dim=1).to(device), centre.to(device))
 
 
 def load_morphs(path: Path, records: list[CacheRecord], teacher: Teacher,
