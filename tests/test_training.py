@@ -183,3 +183,15 @@ def test_recalibrate_recomputes_the_held_out_thresholds_in_place(mini_faces, tmp
     assert restored["accuracy_threshold_weighting"] == "person"
     for key in ("accuracy_threshold", "far_threshold", "val_auc"):
         assert restored[key] == pytest.approx(expected[key], abs=1e-5)
+
+
+def test_command_line_overrides_of_a_preset():
+    from pathlib import Path
+
+    from siamese.train.cli import preset_config
+
+    plain = preset_config("edge", head="none", loss="semi-hard", epochs=None)
+    assert plain.head is None and plain.loss == "semi-hard" and plain.epochs == 40
+    assert preset_config("edge", head="arcface").head == "arcface"
+    assert preset_config("edge").head == "cosface"
+    assert preset_config("edge-distill", distill=Path("t.npz")).distill == "t.npz"

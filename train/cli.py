@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -45,6 +46,18 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
     return faces, faces.select(), {"kind": "folder", "root": str(Path(folder).resolve())}, None
 
 
+def preset_config(preset: str, **overrides):
+    """A preset with command-line overrides (None leaves a setting; head "none" drops it)."""
+    for name in ("distill", "distill_morphs"):
+        if overrides.get(name) is not None:
+            overrides[name] = str(overrides[name])
+    head = overrides.pop("head", None)
+    config = PRESETS[preset].updated(**overrides)
+    if head is not None:
+        config = replace(config, head=None if head == "none" else head)
+    return config
+
+
 @click.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="seed", show_default=True)
 @lfw_option
@@ -59,7 +72,8 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
 @click.option("--arch", type=str)
 @click.option("--loss", type=click.Choice(["triplet", "batch-hard", "semi-hard", "none"]))
 @click.option("--margin", type=float)
-@click.option("--head", type=click.Choice(["cosface", "arcface"]))
+@click.option("--head", type=click.Choice(["cosface", "arcface", "none"]),
+              help="Margin-softmax head; none drops the preset's.")
 @click.option("--augment/--no-augment", default=None)
 @click.option("--l2/--no-l2", "l2_normalize", default=None, help="L2-normalise embeddings.")
 @click.option("--hard-mining", "hard_mining_every", type=click.IntRange(0),
@@ -93,10 +107,7 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
         config = config.updated(epochs=overrides.get("epochs"))
         out = resume_dir
     else:
-        for name in ("distill", "distill_morphs"):
-            if overrides.get(name) is not None:
-                overrides[name] = str(overrides[name])
-        config = PRESETS[preset].updated(**overrides)
+        config = preset_config(preset, **overrides)
         out = out or Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         config.validate()
