@@ -10,7 +10,7 @@ import click
 from siamese.runtime.cli_support import setup_logging, user_errors
 from siamese.runtime.errors import DatasetError, SiameseError
 from siamese.train import face_cache
-from siamese.train.config import PRESETS
+from siamese.train.config import PRESETS, TrainConfig
 from siamese.train.datasets import read_folder
 from siamese.train.lfw import LFW
 
@@ -46,7 +46,7 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
     return faces, faces.select(), {"kind": "folder", "root": str(Path(folder).resolve())}, None
 
 
-def preset_config(preset: str, **overrides):
+def preset_config(preset: str, **overrides) -> TrainConfig:
     """A preset with command-line overrides (None leaves a setting; head "none" drops it)."""
     for name in ("distill", "distill_morphs"):
         if overrides.get(name) is not None:
