@@ -98,7 +98,6 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
                **overrides):
     """Train a Siamese embedding network on LFW View 1's training people or on a folder."""
     from siamese.train.checkpoint import load_checkpoint
-    from siamese.train.config import TrainConfig
     from siamese.train.trainer import Trainer
 
     setup_logging(verbose)
