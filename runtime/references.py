@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,9 @@ class Template:
     model_fingerprint: str
     sources: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def mean(self) -> np.ndarray:
+        """Computed once: the verifier scores every frame against it."""
         return self.embeddings.mean(axis=0)
 
     def to_json(self) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 from siamese.runtime.cli_support import user_errors
 from siamese.train import metrics
 from siamese.train.datasets import split_people
+from siamese.train.evaluate import score_lfw
 from siamese.train.lfw import LFW
 from siamese.train.trainer import calibrate
 
@@ -43,25 +44,20 @@ def main(train_npz: Path, test_npz: Path, lfw_root: Path, val_fraction: float,
                                                 labels, "cosine")
     calibration = calibrate(genuine, impostor, 1e-3, metrics.genuine_pair_weights(labels))
 
-    vectors = _centred(test["embeddings"], centre)
-    index = {str(p): i for i, p in enumerate(test["paths"])}
-    pairs = LFW(lfw_root).view1_test_pairs
-    scores = np.array([vectors[index[p.left]] @ vectors[index[p.right]] for p in pairs])
-    same = np.array([p.same for p in pairs])
-    accuracy = metrics.accuracy(scores, same, calibration["accuracy_threshold"])
-    oracle = metrics.accuracy(scores, same, metrics.best_threshold(scores, same))
-    test_labels = np.unique([str(p).split("/")[0] for p in test["paths"]], return_inverse=True)[1]
-    genuine, impostor = metrics.all_pair_scores(vectors, test_labels, "cosine")
-    tar, far = metrics.rates(genuine, impostor, calibration["far_threshold"])
-    click.echo(f"held-out AUC {calibration['val_auc']:.4f}; LFW View 1: {100 * accuracy:.2f}% "
-               f"at the held-out threshold (oracle {100 * oracle:.2f}%)")
-    click.echo(f"DevTest all pairs ({len(genuine)} genuine, {len(impostor)} impostor): AUC "
-               f"{metrics.roc_auc(genuine, impostor):.4f}, EER "
-               f"{100 * metrics.equal_error_rate(genuine, impostor):.2f}%, TAR@FAR "
-               + ", ".join(f"{far_:g}: {100 * metrics.tar_at_far(genuine, impostor, far_):.1f}%"
-                           for far_ in (1e-2, 1e-3, 1e-4)))
-    click.echo(f"calibrated threshold {calibration['far_threshold']:.4f}: FAR {far:.2e}, "
-               f"TAR {100 * tar:.1f}%")
+    paths = [str(p) for p in test["paths"]]
+    vectors = dict(zip(paths, _centred(test["embeddings"], centre), strict=True))
+    report = score_lfw(vectors, paths, "cosine", calibration, LFW(lfw_root), set())
+    view1, all_pairs = report["view1"], report["devtest_all_pairs"]
+    cal = all_pairs["calibrated"]
+    click.echo(f"held-out AUC {calibration['val_auc']:.4f}; LFW View 1: "
+               f"{100 * view1['accuracy']:.2f}% at the held-out threshold (oracle "
+               f"{100 * view1['best_threshold_accuracy']:.2f}%)")
+    click.echo(f"DevTest all pairs ({all_pairs['genuine_pairs']} genuine, "
+               f"{all_pairs['impostor_pairs']} impostor): AUC {all_pairs['auc']:.4f}, EER "
+               f"{100 * all_pairs['eer']:.2f}%, TAR@FAR "
+               + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in all_pairs["tar_at_far"].items()))
+    click.echo(f"calibrated threshold {cal['threshold']:.4f}: FAR {cal['far']:.2e}, "
+               f"TAR {100 * cal['tar']:.1f}%")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+from siamese.runtime.cli_support import user_errors
 from siamese.train.face_cache import open_prepared
+from siamese.train.lfw import read_people_file
 
 
 @click.group()
@@ -30,13 +32,14 @@ def main() -> None:
 @click.option("--quality", default=95, show_default=True)
 @click.option("--people", type=click.Path(exists=True, path_type=Path),
               help="Only these people (an LFW people file, e.g. peopleDevTrain.txt).")
+@user_errors
 def pack(cache: Path, out: Path, quality: int, people: Path | None) -> None:
     import json
 
     faces = open_prepared(cache)
     manifest = json.loads((cache / "manifest.json").read_text())
     if people is not None:
-        names = {line.split()[0] for line in people.read_text().splitlines()[1:] if line.strip()}
+        names = set(read_people_file(people))
         manifest["records"] = [row for row in manifest["records"] if row[1] in names]
     records = [r for r in faces.records if people is None or r.identity in names]
     encoded = [cv2.imencode(".jpg", np.asarray(faces.crops[r.row]),
@@ -50,6 +53,7 @@ def pack(cache: Path, out: Path, quality: int, people: Path | None) -> None:
 @main.command()
 @click.argument("packed", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
+@user_errors
 def unpack(packed: Path, out: Path) -> None:
     import json
 

@@ -23,8 +23,10 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+from siamese.runtime.cli_support import user_errors
 from siamese.train.datasets import split_people
 from siamese.train.face_cache import open_prepared
+from siamese.train.lfw import read_people_file
 from tqdm import tqdm
 
 _models: tuple | None = None
@@ -76,6 +78,7 @@ def draw_morphs(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, 
 @click.option("--val-seed", default=0, show_default=True,
               help="siamese-train's --seed (it picks the held-out people).")
 @click.option("--workers", default=2, show_default=True)
+@user_errors
 def main(cache: Path, out: Path, people: Path | None, morphs: int, val_fraction: float,
          val_seed: int, workers: int) -> None:
     """Write OUT.npz: `paths` and `embeddings` (N, 128) of dlib's descriptor; with --morphs,
@@ -83,7 +86,7 @@ def main(cache: Path, out: Path, people: Path | None, morphs: int, val_fraction:
     faces = open_prepared(cache)
     records = faces.records
     if people is not None:
-        names = {line.split()[0] for line in people.read_text().splitlines()[1:] if line.strip()}
+        names = set(read_people_file(people))
         records = [r for r in records if r.identity in names]
     if morphs:
         train_people, _ = split_people(sorted({r.identity for r in records}), val_fraction,

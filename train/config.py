@@ -68,6 +68,12 @@ class TrainConfig:
             raise ValueError("val_fraction must lie between 0 and 1")
 
 
+# Edge recipe distilled from dlib's ResNet descriptor (tools/teacher_embeddings.py): every
+# training image, singletons too, in random batches.
+_EDGE_DISTILL = TrainConfig(arch="edge-resnet", l2_normalize=True, loss="none", epochs=60, p=32,
+                            k=4, optimizer="sgd", lr=0.1, weight_decay=5e-4, schedule="cosine",
+                            warmup_epochs=2, warmup_lr=0.01, augment=True, distill_weight=1.0)
+
 PRESETS: dict[str, TrainConfig] = {
     # The tutorial: EmbeddingNet, triplet loss margin 1.0, Adam, batch 32, 5 warm-up epochs at
     # 1e-4 then 1e-3, 50 epochs.
@@ -77,20 +83,9 @@ PRESETS: dict[str, TrainConfig] = {
                                negatives_per_positive=2),
     # Edge recipe: plain-conv ResNet, unit embeddings, batch-hard triplets plus CosFace,
     # augmentation, cosine schedule.
-    "edge": TrainConfig(arch="edge-resnet", l2_normalize=True, loss="batch-hard", margin=0.3,
-                        head="cosface", epochs=40, p=32, k=4, optimizer="sgd", lr=0.1,
-                        weight_decay=5e-4, schedule="cosine", warmup_epochs=2, warmup_lr=0.01,
-                        augment=True),
-    # Edge recipe distilled from dlib's ResNet descriptor (tools/teacher_embeddings.py): every
-    # training image, singletons too, in random batches; batch-hard triplets keep identities apart.
-    "edge-distill": TrainConfig(arch="edge-resnet", l2_normalize=True, loss="none",
-                                epochs=60, p=32, k=4, optimizer="sgd", lr=0.1,
-                                weight_decay=5e-4, schedule="cosine", warmup_epochs=2,
-                                warmup_lr=0.01, augment=True, distill_weight=1.0),
+    "edge": replace(_EDGE_DISTILL, loss="batch-hard", margin=0.3, head="cosface", epochs=40),
+    "edge-distill": _EDGE_DISTILL,
     # The packaged default model: edge-distill on the larger edge-resnet-l at 112 px; give it
     # morph targets too (--distill-morphs). 151 epochs took 240 s on one H200.
-    "edge-distill-l": TrainConfig(arch="edge-resnet-l", l2_normalize=True, loss="none",
-                                  epochs=151, p=32, k=4, optimizer="sgd", lr=0.1,
-                                  weight_decay=5e-4, schedule="cosine", warmup_epochs=2,
-                                  warmup_lr=0.01, augment=True, distill_weight=1.0),
+    "edge-distill-l": replace(_EDGE_DISTILL, arch="edge-resnet-l", epochs=151),
 }

@@ -62,7 +62,14 @@ def evaluate_lfw(embed: EmbedFn, metric: str, calibration: dict, lfw: LFW, faces
     if view2:
         needed |= {p for fold in lfw.view2_folds for pair in fold for p in (pair.left, pair.right)}
     vectors = embed_paths(embed, faces, sorted(needed))
+    return score_lfw(vectors, test_paths, metric, calibration, lfw, trained_people, view2)
 
+
+def score_lfw(vectors: dict[str, np.ndarray], test_paths: list[str], metric: str,
+              calibration: dict, lfw: LFW, trained_people: set[str],
+              view2: bool = False) -> dict:
+    """The report from embeddings by image path: `test_paths` are the DevTest images for all
+    pairs; `vectors` also holds every image of the View 1 (and View 2) pairs."""
     scores, same = _pair_arrays(lfw.view1_test_pairs, vectors, metric)
     threshold = calibration["accuracy_threshold"]
     overlap = len(_people(lfw.view1_test_pairs) & trained_people)

@@ -30,6 +30,38 @@ def image_path(name: str, number: int) -> str:
     return f"{name}/{name}_{number:04d}.jpg"
 
 
+def read_people_file(path: Path) -> dict[str, int]:
+    """An LFW people file (a count, then 'name images' lines), e.g. peopleDevTrain.txt."""
+    lines = _protocol_lines(path)
+    count = _count(lines, 0, path)
+    if len(lines) != count + 1:
+        raise DatasetError(f"{path}: header says {count} people, found {len(lines) - 1}")
+    return _people(lines[1:], path, 2)
+
+
+def _protocol_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DatasetError(f"LFW protocol file missing: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _count(lines: list[str], index: int, path: Path) -> int:
+    try:
+        return int(lines[index].split()[0])
+    except (IndexError, ValueError):
+        raise DatasetError(f"{path}: expected a count on line {index + 1}") from None
+
+
+def _people(lines: list[str], path: Path, first_line: int) -> dict[str, int]:
+    people = {}
+    for offset, line in enumerate(lines):
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise DatasetError(f"{path}: line {first_line + offset} is not 'name count'")
+        people[fields[0]] = int(fields[1])
+    return people
+
+
 class LFW:
     """An extracted LFW tree. Protocol files are read on first use and validated.
 
@@ -70,11 +102,11 @@ class LFW:
 
     @cached_property
     def view1_train_people(self) -> dict[str, int]:
-        return self._read_people("peopleDevTrain.txt")
+        return read_people_file(self.root / "peopleDevTrain.txt")
 
     @cached_property
     def view1_test_people(self) -> dict[str, int]:
-        return self._read_people("peopleDevTest.txt")
+        return read_people_file(self.root / "peopleDevTest.txt")
 
     @cached_property
     def view1_train_pairs(self) -> list[Pair]:
@@ -92,11 +124,12 @@ class LFW:
     @cached_property
     def view2_people_folds(self) -> list[dict[str, int]]:
         """The ten people sets of people.txt."""
-        lines = self._lines("people.txt")
+        path = self.root / "people.txt"
+        lines = _protocol_lines(path)
         folds, pos = [], 1
-        for _ in range(self._int(lines, 0, "people.txt")):
-            count = self._int(lines, pos, "people.txt")
-            folds.append(self._people(lines[pos + 1:pos + 1 + count], "people.txt", pos + 2))
+        for _ in range(_count(lines, 0, path)):
+            count = _count(lines, pos, path)
+            folds.append(_people(lines[pos + 1:pos + 1 + count], path, pos + 2))
             pos += 1 + count
         return folds
 
@@ -116,41 +149,10 @@ class LFW:
         if not (self.image_root / rel).is_file():
             raise DatasetError(f"image named in a {source} is missing: {self.image_root / rel}")
 
-    def _lines(self, name: str) -> list[str]:
-        path = self.root / name
-        if not path.is_file():
-            raise DatasetError(f"LFW protocol file missing: {path}")
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-    def _int(self, lines: list[str], index: int, name: str) -> int:
-        try:
-            return int(lines[index].split()[0])
-        except (IndexError, ValueError):
-            raise DatasetError(
-                f"{self.root / name}: expected a count on line {index + 1}") from None
-
-    def _people(self, lines: list[str], name: str, first_line: int) -> dict[str, int]:
-        people = {}
-        for offset, line in enumerate(lines):
-            fields = line.split()
-            if len(fields) != 2 or not fields[1].isdigit():
-                raise DatasetError(
-                    f"{self.root / name}: line {first_line + offset} is not 'name count'")
-            people[fields[0]] = int(fields[1])
-        return people
-
-    def _read_people(self, name: str) -> dict[str, int]:
-        lines = self._lines(name)
-        count = self._int(lines, 0, name)
-        if len(lines) != count + 1:
-            raise DatasetError(f"{self.root / name}: header says {count} people, found "
-                               f"{len(lines) - 1}")
-        return self._people(lines[1:], name, 2)
-
     def _read_pairs(self, name: str) -> list[list[Pair]]:
         """Pairs files: a header 'folds per_fold' (or just 'per_fold' for one fold), then per fold
         `per_fold` matched lines 'name i j' and `per_fold` mismatched lines 'name i name j'."""
-        lines = self._lines(name)
+        lines = _protocol_lines(self.root / name)
         header = lines[0].split()
         try:
             folds, per_fold = (1, int(header[0])) if len(header) == 1 else map(int, header[:2])

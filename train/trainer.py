@@ -88,6 +88,7 @@ class Trainer:
             faces, [r for r in train_records if r.identity in train_people], self.spec, self.device)
         self.val = FaceTensors.from_cache(
             faces, [r for r in train_records if r.identity in val_people], self.spec, self.device)
+        self.train_labels = torch.as_tensor(self.train.labels, device=self.device)
         self.model = create_backbone(config.arch, config.embedding_dim,
                                      config.l2_normalize).to(self.device)
         self.head = (MarginSoftmax(config.embedding_dim, len(self.train.identities), config.head)
@@ -130,9 +131,9 @@ class Trainer:
             return 0.5 * c.lr * (1 + math.cos(math.pi * progress))
         return c.lr
 
-    def _inputs(self, indices: np.ndarray, morphs: torch.Tensor | None = None) -> torch.Tensor:
+    def _inputs(self, indices: torch.Tensor, morphs: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised (augmented) training images, followed by the given morphs if any."""
-        x = to_unit_range(self.train.pixels[torch.as_tensor(indices, device=self.device)])
+        x = to_unit_range(self.train.pixels[indices])
         if morphs is not None:
             weights = self.morphs.weights[morphs][:, None, None, None]
             first = to_unit_range(self.train.pixels[self.morphs.first[morphs]])
@@ -165,25 +166,26 @@ class Trainer:
 
     def _step_loss(self, batch: np.ndarray) -> tuple[torch.Tensor, int]:
         if batch.ndim == 2:  # fixed triplets (B, 3)
-            embeddings = self.model(self._inputs(batch.T.reshape(-1))).view(3, len(batch), -1)
+            indices = torch.as_tensor(batch.T.reshape(-1), device=self.device)
+            embeddings = self.model(self._inputs(indices)).view(3, len(batch), -1)
             return self.triplet_loss(*embeddings), batch.size
-        labels = torch.as_tensor(self.train.labels[batch], device=self.device)
-        morphs = None
-        if self.morphs is not None:  # as many morphs as images, in the same forward pass
+        indices = torch.as_tensor(batch, device=self.device)
+        labels = self.train_labels[indices]
+        if self.morphs is None:
+            embeddings = self.model(self._inputs(indices))
+            loss = embeddings.sum() * 0.0
+        else:  # as many morphs as images, in the same forward pass
             morphs = torch.randint(len(self.morphs), (len(batch),), device=self.device,
                                    generator=self.generator)
-        embeddings = self.model(self._inputs(batch, morphs))
-        if morphs is not None:
-            embeddings, morph_embeddings = embeddings[:len(batch)], embeddings[len(batch):]
-        loss = embeddings.sum() * 0.0
-        if morphs is not None:
-            loss = loss + self.config.morph_weight * distillation_loss(
-                morph_embeddings, self.morphs.targets[morphs])
+            embeddings, morph_embeddings = self.model(self._inputs(indices, morphs)).split(
+                len(batch))
+            loss = self.config.morph_weight * distillation_loss(morph_embeddings,
+                                                                self.morphs.targets[morphs])
         if self.online_loss is not None:
             loss = loss + self.online_loss(embeddings, labels)
         if self.teacher is not None:
             loss = loss + self.config.distill_weight * distillation_loss(
-                embeddings, self.teacher.targets[torch.as_tensor(batch, device=self.device)])
+                embeddings, self.teacher.targets[indices])
         if self.head is not None:
             loss = loss + self.config.head_weight * self.head(embeddings, labels)
         return loss, len(batch)
