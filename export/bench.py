@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from siamese.runtime.cli_support import user_errors
+from siamese.runtime.cli_support import SiameseCommand
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ModelError
 
@@ -91,7 +91,7 @@ def format_rows(rows: list[BenchRow], threads: int) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--lfw-root", type=click.Path(path_type=Path), envvar="SIAMESE_LFW_ROOT",
               help="Also measure LFW View 1 accuracy.")
@@ -100,7 +100,6 @@ def format_rows(rows: list[BenchRow], threads: int) -> str:
               "available, else CPU].")
 @click.option("--threads", default=0, show_default=True, help="0: onnxruntime's default.")
 @click.option("--repeats", default=100, show_default=True)
-@user_errors
 def main(models, lfw_root, cache_dir, providers, threads, repeats):
     """Benchmark MODELS (files, or export folders: every .onnx inside) [default: the packaged
     models]."""

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import setup_logging, user_errors
+from siamese.runtime.cli_support import SiameseCommand, setup_logging
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="[default: exports/<run folder name>]")
@@ -28,7 +28,6 @@ from siamese.runtime.cli_support import setup_logging, user_errors
 @click.option("--int8-max-accuracy-drop", type=float, default=0.01, show_default=True)
 @click.option("--fp16-min-cosine", type=float, default=0.999, show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
-@user_errors
 def main(checkpoint, out_dir, fp16, int8, torchscript, opset, calib_dir, lfw_root, cache_dir,
          int8_min_mean_cosine, int8_min_agreement, int8_max_accuracy_drop, fp16_min_cosine,
          verbose):

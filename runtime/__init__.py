@@ -3,10 +3,21 @@
 This package never imports torch; training and export import it, never the other way round.
 """
 
+import siamese.runtime._environment  # noqa: F401  (first: settings read by onnxruntime, OpenCV)
 from siamese.runtime.align import TEMPLATE_112, align_face, similarity_transform
 from siamese.runtime.detector import Face, FaceDetector
 from siamese.runtime.embedder import Embedder
-from siamese.runtime.errors import DatasetError, ImageError, ModelError, SiameseError
+from siamese.runtime.errors import (
+    ConfigError,
+    DatasetError,
+    ImageError,
+    IntegrityError,
+    ModelError,
+    ReferenceError,
+    SiameseError,
+    SourceError,
+    StorageError,
+)
 from siamese.runtime.imageio import read_image
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.preprocess import Preprocess
@@ -15,16 +26,21 @@ from siamese.runtime.verifier import Decision, Verifier, VerifyConfig
 
 __all__ = [
     "TEMPLATE_112",
+    "ConfigError",
     "DatasetError",
     "Decision",
     "Embedder",
     "Face",
     "FaceDetector",
     "ImageError",
+    "IntegrityError",
     "ModelError",
     "ModelInfo",
     "Preprocess",
+    "ReferenceError",
     "SiameseError",
+    "SourceError",
+    "StorageError",
     "Template",
     "Verifier",
     "VerifyConfig",

@@ -1,4 +1,8 @@
-"""`siamese-verify` and `siamese-enroll`: thin click layers over Verifier."""
+"""`siamese-verify` and `siamese-enroll`: thin click layers over Verifier and its session.
+
+Exit status: 0 verified / done, 1 not verified (mismatch or timeout), 2 bad input or usage,
+3 internal error; one line on stderr for 2 and 3 (details with -v).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,15 @@ import time
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import setup_logging, user_errors
-from siamese.runtime.errors import SiameseError
+from siamese.runtime.cli_support import (
+    EXIT_NOT_VERIFIED,
+    EXIT_OK,
+    FiniteFloat,
+    SiameseCommand,
+    setup_logging,
+)
+from siamese.runtime.errors import ConfigError
 from siamese.runtime.quality import QualityConfig
-
-EXIT_VERIFIED, EXIT_NOT_VERIFIED = 0, 1
 
 model_option = click.option("--model", type=click.Path(path_type=Path),
                             help="ONNX embedding model [default: the packaged model].")
@@ -20,39 +28,54 @@ providers_option = click.option("--providers", help="onnxruntime providers, comm
                                 "(e.g. CUDAExecutionProvider,CPUExecutionProvider).")
 cache_option = click.option("--cache-dir", type=click.Path(path_type=Path),
                             help="Reference-embedding cache [default: ~/.cache/siamese/refs].")
+key_option = click.option("--key-file", type=click.Path(path_type=Path), envvar="SIAMESE_KEY_FILE",
+                          help="Key that signs templates and cached embeddings [env "
+                               "SIAMESE_KEY_FILE; default ~/.config/siamese/template.key, "
+                               "created 0600 on first use].")
+verbose_option = click.option("-v", "--verbose", is_flag=True, help="Log details; tracebacks.")
 
 
 def _providers(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
+def _verifier(model, providers, cache_dir, key_file, config=None):
+    from siamese.runtime.integrity import load_or_create_key
+    from siamese.runtime.verifier import Verifier
+
+    key = load_or_create_key(key_file)
+    return Verifier.from_model(model, _providers(providers), config, cache_dir, key=key)
+
+
 def _emit(event: dict) -> None:
-    click.echo(json.dumps(event), nl=True)
+    click.echo(json.dumps(event, allow_nan=False))
     sys.stdout.flush()
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--store", type=click.Path(path_type=Path),
-              help="Template file to write [default: NAME.json].")
+              help="Template file to write [default: NAME.json in the current folder].")
 @model_option
 @providers_option
 @cache_option
-@user_errors
-def enroll_main(name, images, store, model, providers, cache_dir):
-    """Enroll NAME from IMAGES (files or folders; each image must show exactly one face)."""
-    from siamese.runtime.references import save_template
-    from siamese.runtime.verifier import Verifier
+@key_option
+@verbose_option
+def enroll_main(name, images, store, model, providers, cache_dir, key_file, verbose):
+    """Enroll NAME from IMAGES (files or folders of one person; one face per image)."""
+    from siamese.runtime.references import check_name, save_template
 
-    verifier = Verifier.from_model(model, _providers(providers), cache_dir=cache_dir)
+    setup_logging(verbose)
+    check_name(name)
+    verifier = _verifier(model, providers, cache_dir, key_file)
     template = verifier.enroll(name, images)
     store = store or Path(f"{name}.json")
-    save_template(template, store)
+    save_template(template, store, verifier.key)
     click.echo(f"enrolled {name!r} from {len(template.embeddings)} image(s) -> {store}")
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.option("--ref", required=True, type=click.Path(path_type=Path),
               help="Reference: an image, a folder of images, or a template from siamese-enroll.")
 @click.option("--camera", "source", help="Camera index, video file, or stream URL (RTSP, HTTP).")
@@ -60,86 +83,73 @@ def enroll_main(name, images, store, model, providers, cache_dir):
 @model_option
 @providers_option
 @cache_option
-@click.option("--threshold", type=float, help="Override the model's calibrated threshold.")
-@click.option("--votes", type=click.IntRange(1), default=3, show_default=True,
+@key_option
+@click.option("--threshold", type=FiniteFloat(),
+              help="Override the model's calibrated threshold (cosine: between 0 and 1).")
+@click.option("--votes", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="K: matching frames needed among the last N scored frames.")
-@click.option("--window", type=click.IntRange(1), default=5, show_default=True, help="N.")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True),
-              help="Give up after this many seconds [default: 30 for cameras and streams, "
-                   "none for video files].")
-@click.option("--open-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
+@click.option("--window", type=click.IntRange(1, 1000), default=5, show_default=True, help="N.")
+@click.option("--timeout", type=FiniteFloat(0, 86_400, low_open=True),
+              help="Give up after this many seconds, whatever the source does [default: 30 "
+                   "for cameras and streams, none for video files].")
+@click.option("--open-timeout", type=FiniteFloat(0, 3600), default=10.0, show_default=True,
               help="Seconds to keep trying to open a camera or stream before giving up.")
-@click.option("--min-face", type=float, default=QualityConfig.min_face_px, show_default=True,
-              help="Minimum face size in pixels.")
+@click.option("--min-face", type=FiniteFloat(1, 10_000), default=QualityConfig.min_face_px,
+              show_default=True, help="Minimum face size in pixels.")
+@click.option("--precision", type=click.IntRange(0, 8), default=4, show_default=True,
+              help="Decimal places of scores in the JSON output.")
 @click.option("--show", is_flag=True, help="Draw a window with box, score and decision.")
-@click.option("-v", "--verbose", is_flag=True)
-@user_errors
-def verify_main(ref, source, image, model, providers, cache_dir, threshold, votes, window, timeout,
-                open_timeout, min_face, show, verbose):
+@verbose_option
+def verify_main(ref, source, image, model, providers, cache_dir, key_file, threshold, votes,
+                window, timeout, open_timeout, min_face, precision, show, verbose):
     """Is the person in front of the camera (or in the image) the reference person?
 
-    One JSON line per frame on stdout. Exit 0: verified; 1: not verified (mismatch or
-    timeout); 2: error.
+    One JSON line per frame on stdout, then a final line. A video file stops at the first
+    verified vote. Exit 0: verified; 1: not verified (mismatch or timeout); 2: bad input or
+    usage; 3: internal error.
     """
     from siamese.runtime.imageio import read_image
     from siamese.runtime.sources import open_source
-    from siamese.runtime.verifier import Verifier, VerifyConfig
+    from siamese.runtime.verifier import VerifyConfig
 
     setup_logging(verbose)
     if (source is None) == (image is None):
-        raise SiameseError("give exactly one of --camera SOURCE or --image FILE")
-    if votes > window:
-        raise SiameseError(f"--votes ({votes}) cannot exceed --window ({window})")
+        raise ConfigError("give exactly one of --camera SOURCE or --image FILE")
     config = VerifyConfig(threshold=threshold, votes_needed=votes, window=window,
                           quality=QualityConfig(min_face_px=min_face))
-    verifier = Verifier.from_model(model, _providers(providers), config, cache_dir)
+    verifier = _verifier(model, providers, cache_dir, key_file, config)
     template = verifier.load_reference(ref)
     if image is not None:
         decision = verifier.verify(read_image(image), template)
         decision.verified = decision.match
-        _emit(decision.to_dict())
-        sys.exit(EXIT_VERIFIED if decision.match else EXIT_NOT_VERIFIED)
+        _emit(decision.to_dict(precision))
+        _final("verified" if decision.match else "not_verified", verifier.threshold, precision)
+        sys.exit(EXIT_OK if decision.match else EXIT_NOT_VERIFIED)
 
-    stream = open_source(source, open_timeout)
-    timeout = timeout if timeout is not None else (30.0 if stream.live else None)
     display = None
-    if show:
-        from siamese.runtime.display import Display
+    with open_source(source, open_timeout) as stream:
+        if timeout is None and stream.live:
+            timeout = 30.0
+        session = verifier.session(stream, template, timeout)
+        if show:
+            from siamese.runtime.display import Display
 
-        display = Display.open()
-    started = time.monotonic()
-    seen: dict = {}
-    verified = False
-    try:
-        decisions = verifier.stream(_until(stream.frames(), started, timeout, seen), template)
-        for decision in decisions:
-            event = decision.to_dict()
-            if getattr(stream, "reconnects", 0):
-                event["reconnects"] = stream.reconnects
-            _emit(event)
+            display = Display.open()
+        try:
+            for decision in session:
+                event = decision.to_dict(precision)
+                if stream.reconnects:
+                    event["reconnects"] = stream.reconnects
+                _emit(event)
+                if display is not None:
+                    display.draw(session.frame.image, decision, verifier.threshold)
+        finally:
             if display is not None:
-                display.draw(seen["frame"].image, decision, verifier.threshold)
-            if decision.verified:
-                verified = True
-                break
-        if not verified and not stream.live:
-            verified = verifier.last_vote.final()
-    finally:
-        stream.close()
-        if display is not None:
-            display.close()
-    timed_out = timeout is not None and time.monotonic() - started >= timeout
-    _emit({"time": round(time.time(), 3), "final": True,
-           "decision": "verified" if verified else ("timeout" if timed_out else "not_verified"),
-           "threshold": verifier.threshold})
-    sys.exit(EXIT_VERIFIED if verified else EXIT_NOT_VERIFIED)
+                display.close()
+    _final(session.outcome, verifier.threshold, precision)
+    sys.exit(EXIT_OK if session.verified else EXIT_NOT_VERIFIED)
 
 
-def _until(frames, started: float, timeout: float | None, seen: dict):
-    """Frames until the timeout passes; the latest one is kept in seen["frame"]."""
-    for frame in frames:
-        if timeout is not None and time.monotonic() - started >= timeout:
-            return
-        seen["frame"] = frame
-        yield frame
-
+def _final(outcome: str, threshold: float, precision: int) -> None:
+    _emit({"time": round(time.time(), 3), "final": True, "decision": outcome,
+           "threshold": round(threshold, max(precision, 4))})

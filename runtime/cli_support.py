@@ -1,36 +1,108 @@
-"""Shared plumbing of the command-line tools: user errors become one line and exit status 2."""
+"""Shared plumbing of every command-line tool: exit statuses a controller can trust.
+
+0 success / verified, 1 not verified, 2 bad input or usage (one line on stderr), 3 internal
+error (one line; the traceback only with -v or SIAMESE_DEBUG=1). No traceback reaches a user.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
+import math
+import os
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+import traceback
 
 import click
-from siamese.runtime.errors import SiameseError
+from siamese.runtime.errors import MissingExtraError, SiameseError
+from siamese.runtime.redact import redact
 
-F = TypeVar("F", bound=Callable)
+EXIT_OK, EXIT_NOT_VERIFIED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
-EXIT_ERROR = 2
+# optional dependencies and the extra that installs them
+EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train",
+          "onnxconverter_common": "train", "sklearn": "train", "matplotlib": "train",
+          "tqdm": "train", "dlib": "teacher", "face_recognition_models": "teacher"}
 
 
-def user_errors(func: F) -> F:
-    """Turn SiameseError into 'error: message' on stderr and exit status 2; Ctrl-C into 130."""
+def _verbose(args: list[str]) -> bool:
+    return "-v" in args or "--verbose" in args or os.environ.get("SIAMESE_DEBUG") == "1"
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+
+def _fail(message: str, status: int) -> None:
+    click.echo(redact(" ".join(str(message).split())), err=True)
+    sys.exit(status)
+
+
+class SiameseCommandMixin:
+    """Runs a click command so that every failure becomes one line and the right exit status."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
         try:
-            return func(*args, **kwargs)
-        except SiameseError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            _fail("interrupted", 130)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            _fail("interrupted", 130)
+        except click.UsageError as exc:
+            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+            _fail(f"error: {exc.format_message()}{hint}", EXIT_USAGE)
+        except click.ClickException as exc:
+            _fail(f"error: {exc.format_message()}", EXIT_USAGE)
+        except SiameseError as exc:
+            _fail(f"error: {exc}", EXIT_USAGE)
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").split(".")[0]
+            if root not in EXTRAS:
+                _internal(exc, args)
+            missing = MissingExtraError(f"this command needs {root}, which is not installed: "
+                                        f"pip install 'siamese-edge[{EXTRAS[root]}]'")
+            _fail(f"error: {missing}", EXIT_USAGE)
+        except MemoryError:
+            _fail("error: out of memory", EXIT_INTERNAL)
+        except Exception as exc:  # anything else is our bug: say so, never as "not verified"
+            _internal(exc, args)
 
-    return wrapper  # type: ignore[return-value]
+
+def _internal(exc: BaseException, args: list[str]) -> None:
+    if _verbose(args):
+        traceback.print_exception(exc, file=sys.stderr)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    _fail(f"internal error: {type(exc).__name__}: {first} (run with -v for details)",
+          EXIT_INTERNAL)
+
+
+class SiameseCommand(SiameseCommandMixin, click.Command):
+    """`@click.command(cls=SiameseCommand)`."""
+
+
+class SiameseGroup(SiameseCommandMixin, click.Group):
+    """`@click.group(cls=SiameseGroup)`; its sub-commands are plain click commands."""
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is finite and inside [low, high] (nan and inf are refused)."""
+
+    name = "number"
+
+    def __init__(self, low: float = -math.inf, high: float = math.inf,
+                 low_open: bool = False) -> None:
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        below = number <= self.low if self.low_open else number < self.low
+        if below or number > self.high:
+            bound = "(" if self.low_open else "["
+            self.fail(f"{value} is outside {bound}{self.low:g}, {self.high:g}]", param, ctx)
+        return number
 
 
 def setup_logging(verbose: bool) -> None:

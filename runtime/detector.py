@@ -11,6 +11,7 @@ from siamese.runtime.errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 YUNET_PATH = MODELS_DIR / "face_detection_yunet_2023mar.onnx"
+MIN_SIDE = 16  # pixels: no alignable face fits in a narrower image
 
 
 @dataclass(frozen=True)
@@ -65,21 +66,29 @@ class FaceDetector:
         self._input_size: tuple[int, int] = (320, 320)
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in a BGR uint8 image, highest score first; an empty list when there are none."""
+        """Faces in a BGR uint8 image, highest score first; an empty list when there are none.
+
+        Images whose shorter side (after downscaling) is under `MIN_SIDE` pixels hold no face
+        that could be aligned; every returned face has finite, positive box and landmarks.
+        """
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        height, width = image.shape[:2]
         scale = 1.0
         limit = self.config.max_side
-        if limit and max(image.shape[:2]) > limit:
-            scale = limit / max(image.shape[:2])
-            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        height, width = image.shape[:2]
+        if limit and max(height, width) > limit:
+            scale = limit / max(height, width)
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        if min(height, width) < MIN_SIDE:
+            return []
         if (width, height) != self._input_size:
             self._net.setInputSize((width, height))
             self._input_size = (width, height)
         _, rows = self._net.detect(image)
         if rows is None:
             return []
+        rows = rows[np.isfinite(rows).all(axis=1) & (rows[:, 2] > 0) & (rows[:, 3] > 0)]
         faces = [
             Face(box=(row[:4] / scale).astype(np.float32),
                  landmarks=(row[4:14] / scale).astype(np.float32).reshape(5, 2),

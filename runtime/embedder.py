@@ -27,6 +27,26 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_graph(session: ort.InferenceSession, info: ModelInfo, source: str) -> None:
+    """Refuse a model whose graph input or output disagrees with its metadata."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or not outputs:
+        raise ModelError(f"{source}: an embedding model takes one input and gives one output "
+                         f"(this one has {len(inputs)} inputs, {len(outputs)} outputs)")
+    if inputs[0].type != "tensor(float)":
+        raise ModelError(f"{source}: input type {inputs[0].type}, the metadata needs float32")
+    expected = (None, *info.preprocess.input_shape)
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or any(isinstance(got, int) and want is not None and got != want
+                              for got, want in zip(shape, expected, strict=True)):
+        raise ModelError(f"{source}: graph input {list(shape)} disagrees with the metadata's "
+                         f"preprocess {list(expected[1:])} ({info.preprocess.layout})")
+    out = tuple(outputs[0].shape)
+    if len(out) != 2 or (isinstance(out[1], int) and out[1] != info.embedding_dim):
+        raise ModelError(f"{source}: graph output {list(out)} disagrees with the metadata's "
+                         f"embedding_dim {info.embedding_dim}")
+
+
 class Embedder:
     """An exported embedding model run by onnxruntime.
 
@@ -53,6 +73,7 @@ class Embedder:
             raise ModelError(f"cannot load model {self.path}: {str(exc).splitlines()[0]}") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(metadata, source=str(self.path))
+        check_graph(self.session, self.info, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
         self.batch_size = batch_size
         self.fingerprint = file_fingerprint(self.path)
@@ -67,6 +88,9 @@ class Embedder:
                    for i in range(0, len(inputs), self.batch_size)]
         vectors = np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(
             (0, self.info.embedding_dim), np.float32)
+        if vectors.shape[1:] != (self.info.embedding_dim,) or not np.isfinite(vectors).all():
+            raise ModelError(f"{self.path} produced embeddings of shape {vectors.shape[1:]} or "
+                             f"non-finite values")
         if self.info.metric == "cosine":  # the graph normalises; renormalise after fp16/int8
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
         return vectors

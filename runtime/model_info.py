@@ -7,13 +7,42 @@ draw the line. A model without this metadata is refused; nothing is guessed from
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from siamese.runtime.errors import ModelError
+from siamese.runtime.errors import ConfigError, ModelError
 from siamese.runtime.preprocess import Preprocess
 
 METADATA_PREFIX = "siamese."
 OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average"})
+
+
+MAX_EMBEDDING_DIM = 4096
+MAX_DISTANCE = 1e3  # euclidean scores are minus a distance, so thresholds lie in (-1e3, 0)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def threshold_range(metric: str) -> tuple[float, float]:
+    """The open interval a decision threshold must lie in for `metric`.
+
+    Cosine: (0, 1): at 0 or below nearly any two faces match, at 1 nobody does. Euclidean
+    scores are minus a distance: (-1000, 0).
+    """
+    return (0.0, 1.0) if metric == "cosine" else (-MAX_DISTANCE, 0.0)
+
+
+def check_threshold(value: object, metric: str, what: str,
+                    error: type[Exception] = ConfigError) -> float:
+    """`value` as a float when it is a finite number inside `threshold_range(metric)`."""
+    low, high = threshold_range(metric)
+    if not _is_number(value) or not low < float(value) < high:
+        raise error(f"{what} must be a finite number in ({low:g}, {high:g}) for {metric} "
+                    f"scores, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -39,6 +68,24 @@ class ModelInfo:
     def __post_init__(self) -> None:
         if self.metric not in ("cosine", "euclidean"):
             raise ModelError(f"unknown metric {self.metric!r} in model metadata")
+        if not isinstance(self.preprocess, Preprocess):
+            raise ModelError("model metadata preprocess is not a preprocess spec")
+        if isinstance(self.embedding_dim, bool) or not isinstance(self.embedding_dim, int) \
+                or not 1 <= self.embedding_dim <= MAX_EMBEDDING_DIM:
+            raise ModelError(f"model metadata embedding_dim must be an integer from 1 to "
+                             f"{MAX_EMBEDDING_DIM}, not {self.embedding_dim!r}")
+        check_threshold(self.threshold, self.metric, "model metadata threshold", ModelError)
+        if self.accuracy_threshold is not None:
+            check_threshold(self.accuracy_threshold, self.metric,
+                            "model metadata accuracy_threshold", ModelError)
+        if not _is_number(self.threshold_far) or not 0 < self.threshold_far < 1:
+            raise ModelError(f"model metadata threshold_far must lie in (0, 1), not "
+                             f"{self.threshold_far!r}")
+        if not isinstance(self.flip_average, bool):
+            raise ModelError("model metadata flip_average must be true or false")
+        for name in ("arch", "source_sha256", "version", "variant"):
+            if not isinstance(getattr(self, name), str):
+                raise ModelError(f"model metadata {name} must be a string")
 
     def to_metadata(self) -> dict[str, str]:
         """Flat string key-values for ONNX metadata_props."""
@@ -63,9 +110,12 @@ class ModelInfo:
             try:
                 values[field.name] = (Preprocess.from_json(metadata[key])
                                       if field.name == "preprocess" else json.loads(metadata[key]))
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise ModelError(f"{source}: malformed metadata {key}") from None
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ModelError as exc:
+            raise ModelError(f"{source}: {exc}") from None
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -33,8 +33,13 @@ class Preprocess:
             raise ModelError(f"preprocess layout must be NCHW or NHWC, not {self.layout!r}")
         if len(self.mean) != channels or len(self.std) != channels:
             raise ModelError(f"preprocess mean and std need {channels} values for {self.color}")
-        if self.size <= 0 or min(self.std) <= 0:
-            raise ModelError("preprocess size and std must be positive")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) \
+                or not 8 <= self.size <= 1024:
+            raise ModelError(f"preprocess size must be an integer from 8 to 1024, not "
+                             f"{self.size!r}")
+        values = np.asarray((*self.mean, *self.std), dtype=np.float64)
+        if not np.isfinite(values).all() or min(self.std) <= 0:
+            raise ModelError("preprocess mean and std must be finite, std positive")
 
     @property
     def channels(self) -> int:
@@ -80,8 +85,8 @@ class Preprocess:
             return cls(size=int(data["size"]), color=data["color"],
                        mean=tuple(float(v) for v in data["mean"]),
                        std=tuple(float(v) for v in data["std"]), layout=data["layout"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"malformed preprocess spec {data!r}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"malformed preprocess spec: {exc}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -90,5 +95,5 @@ class Preprocess:
     def from_json(cls, text: str) -> Preprocess:
         try:
             return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ModelError(f"malformed preprocess spec: {exc}") from None

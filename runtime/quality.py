@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from siamese.runtime.detector import Face
+from siamese.runtime.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,16 @@ class QualityConfig:
     min_sharpness: float = 30.0  # variance of the Laplacian of the aligned grey crop
     max_yaw: float = 0.35  # nose offset from the eye midpoint, in eye distances
     max_roll_deg: float = 25.0
+
+    def __post_init__(self) -> None:
+        limits = {"min_face_px": (1.0, 10_000.0), "min_sharpness": (0.0, 1e6),
+                  "max_yaw": (0.0, 10.0), "max_roll_deg": (0.0, 180.0)}
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or not low <= value <= high:
+                raise ConfigError(f"{name} must be a finite number in [{low:g}, {high:g}], "
+                                  f"not {value!r}")
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,61 @@
-"""Enrolled references: templates saved atomically (mode 0600) and tied to one model."""
+"""Enrolled references: authenticated templates and an authenticated reference-embedding cache.
+
+A template holds every enrolment embedding of one person, the model fingerprint, the SHA-256 of
+each enrolment photo (never its path) and an HMAC tag over all of them (runtime.integrity).
+Loading validates everything before use: file size, JSON nesting, schema, name, dimension,
+finite values, non-zero vectors, the model, then the tag.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from siamese.runtime.errors import SiameseError
-from siamese.runtime.fileio import write_text_atomic
+from siamese.runtime.errors import ReferenceError
+from siamese.runtime.fileio import read_regular_file, write_text_atomic
+from siamese.runtime.integrity import tag, verify_tag
 
-TEMPLATE_FORMAT = "siamese-template-1"
+TEMPLATE_FORMAT = "siamese-template-2"
+CACHE_FORMAT = "siamese-refcache-2"
+MAX_TEMPLATE_BYTES = 4 * 1024 * 1024
+MAX_TEMPLATE_EMBEDDINGS = 256
+MAX_ABS_VALUE = 1e4
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SAFE_NAME = re.compile(r"\w[\w .-]{0,63}")
 
 
-class ReferenceError(SiameseError):
-    """A reference (image, folder or template) cannot be used."""
+def check_name(name: object) -> str:
+    """An enrolment name that is also a safe file name: letters, digits, space . _ -, at most
+    64 characters, starting with a letter or digit, no '..', no trailing dot or space."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name \
+            or name[-1] in ". ":
+        raise ReferenceError(f"enrolment name {name!r} is not allowed: use letters, digits, "
+                             f"space, '.', '_' and '-' (at most 64, starting with a letter or "
+                             f"digit)")
+    return name
+
+
+def check_embeddings(value: object, dim: int | None, what: str) -> np.ndarray:
+    """A (N, D) float32 array of finite, non-zero rows, 1 <= N <= 256, or ReferenceError."""
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):
+        raise ReferenceError(f"{what}: embeddings are not a list of number lists") from None
+    if array.ndim != 2 or not 1 <= len(array) <= MAX_TEMPLATE_EMBEDDINGS or array.shape[1] < 1:
+        raise ReferenceError(f"{what}: embeddings must be 1 to {MAX_TEMPLATE_EMBEDDINGS} "
+                             f"vectors; got shape {array.shape}")
+    if dim is not None and array.shape[1] != dim:
+        raise ReferenceError(f"{what}: embeddings have {array.shape[1]} values, the model "
+                             f"gives {dim}")
+    if not np.isfinite(array).all() or np.abs(array).max() > MAX_ABS_VALUE:
+        raise ReferenceError(f"{what}: embeddings hold non-finite or huge values")
+    if (np.linalg.norm(array, axis=1) < 1e-6).any():
+        raise ReferenceError(f"{what}: an embedding is all zeros")
+    return np.ascontiguousarray(array)
 
 
 @dataclass(frozen=True)
@@ -28,45 +65,70 @@ class Template:
     name: str
     embeddings: np.ndarray  # (N, D) float32
     model_fingerprint: str
-    sources: tuple[str, ...] = ()
+    image_sha256: tuple[str, ...] = ()  # of the enrolment photos, in order
 
     @cached_property
     def mean(self) -> np.ndarray:
         """Computed once: the verifier scores every frame against it."""
         return self.embeddings.mean(axis=0)
 
-    def to_json(self) -> str:
+    def tag_parts(self) -> tuple[bytes, ...]:
+        """What the HMAC covers: format, name, model, shape, exact float32 values, photos."""
+        embeddings = np.ascontiguousarray(self.embeddings, dtype="<f4")
+        return (TEMPLATE_FORMAT.encode(), self.name.encode(), self.model_fingerprint.encode(),
+                np.array(embeddings.shape, dtype="<u4").tobytes(), embeddings.tobytes(),
+                ",".join(self.image_sha256).encode())
+
+    def to_json(self, key: bytes) -> str:
+        """The template as JSON with its HMAC tag (float32 values round-trip exactly)."""
         return json.dumps({"format": TEMPLATE_FORMAT, "name": self.name,
                            "model_fingerprint": self.model_fingerprint,
-                           "sources": list(self.sources),
-                           "embeddings": self.embeddings.round(7).tolist(),
-                           "mean": self.mean.round(7).tolist()})
+                           "image_sha256": list(self.image_sha256),
+                           "embeddings": self.embeddings.astype(np.float32).tolist(),
+                           "mac": tag(key, *self.tag_parts())})
 
     @classmethod
-    def from_json(cls, text: str, source: str) -> Template:
+    def from_json(cls, text: str | bytes, source: str, key: bytes,
+                  dim: int | None = None) -> Template:
+        """Parse, validate and authenticate a template; ReferenceError or IntegrityError."""
         try:
             data = json.loads(text)
-            if data.get("format") != TEMPLATE_FORMAT:
-                raise ValueError("not a template")
-            return cls(data["name"], np.asarray(data["embeddings"], dtype=np.float32),
-                       data["model_fingerprint"], tuple(data.get("sources", ())))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ReferenceError(f"{source} is not a siamese-edge template") from None
+        except (ValueError, RecursionError):
+            raise ReferenceError(f"{source} is not a siamese-edge template (not JSON)") from None
+        if not isinstance(data, dict) or data.get("format") != TEMPLATE_FORMAT:
+            old = isinstance(data, dict) and data.get("format") == "siamese-template-1"
+            raise ReferenceError(f"{source} is an unsigned template from an older version: "
+                                 f"enroll again" if old else
+                                 f"{source} is not a siamese-edge template")
+        expected = {"format", "name", "model_fingerprint", "image_sha256", "embeddings", "mac"}
+        if set(data) != expected:
+            raise ReferenceError(f"{source}: template fields must be {sorted(expected)}")
+        name = check_name(data["name"])
+        fingerprint = data["model_fingerprint"]
+        if not isinstance(fingerprint, str) or not _HEX64.fullmatch(fingerprint):
+            raise ReferenceError(f"{source}: malformed model fingerprint")
+        hashes = data["image_sha256"]
+        if not isinstance(hashes, list) or not all(
+                isinstance(h, str) and _HEX64.fullmatch(h) for h in hashes):
+            raise ReferenceError(f"{source}: image_sha256 must be a list of SHA-256 hex digests")
+        template = cls(name, check_embeddings(data["embeddings"], dim, source), fingerprint,
+                       tuple(hashes))
+        if hashes and len(hashes) != len(template.embeddings):
+            raise ReferenceError(f"{source}: one image hash per embedding is needed")
+        verify_tag(key, data["mac"], f"template {source}", *template.tag_parts())
+        return template
 
 
-def save_template(template: Template, path: Path) -> None:
-    """Write the template atomically, readable by its owner only (mode 0600)."""
-    write_text_atomic(path, template.to_json(), mode=0o600)
+def save_template(template: Template, path: Path, key: bytes) -> None:
+    """Write the template atomically and durably, readable by its owner only (mode 0600)."""
+    write_text_atomic(path, template.to_json(key), mode=0o600)
 
 
-def load_template(path: Path, model_fingerprint: str) -> Template:
-    """Read a template; one made with another model is refused (embeddings don't compare)."""
+def load_template(path: Path, model_fingerprint: str, key: bytes, dim: int) -> Template:
+    """Read a template made with this model; anything else is refused with a reason."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReferenceError(f"cannot read template {path}: {exc}") from None
-    template = Template.from_json(text, str(path))
+    data = read_regular_file(path, MAX_TEMPLATE_BYTES, ReferenceError, "template")
+    template = Template.from_json(data, str(path), key, dim)
     if template.model_fingerprint != model_fingerprint:
         raise ReferenceError(f"template {path} was made with another model "
                              f"({template.model_fingerprint[:12]}, this one is "
@@ -79,26 +141,46 @@ def is_template(path: Path) -> bool:
 
 
 class EmbeddingCache:
-    """Reference-image embeddings cached on disk, keyed by image bytes and model fingerprint."""
+    """Reference-image embeddings cached on disk, keyed by image bytes and model fingerprint.
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    Each entry is authenticated like a template: an edited entry is refused (IntegrityError),
+    never silently used. A failure to write the cache is logged and ignored: the cache is an
+    optimisation, enrolment does not depend on it.
+    """
 
-    def _path(self, image_path: Path, model_fingerprint: str) -> Path:
-        digest = hashlib.sha256(Path(image_path).read_bytes()).hexdigest()
-        return self.root / f"{model_fingerprint[:16]}-{digest[:32]}.npy"
+    def __init__(self, root: Path, key: bytes) -> None:
+        self.root, self.key = Path(root), key
 
-    def get(self, image_path: Path, model_fingerprint: str) -> np.ndarray | None:
-        path = self._path(image_path, model_fingerprint)
-        try:
-            return np.load(path)
-        except (OSError, ValueError):
+    def _path(self, image_sha256: str, model_fingerprint: str) -> Path:
+        return self.root / f"{model_fingerprint[:16]}-{image_sha256[:32]}.json"
+
+    @staticmethod
+    def _parts(image_sha256: str, model_fingerprint: str, embedding: np.ndarray) -> tuple:
+        return (CACHE_FORMAT.encode(), image_sha256.encode(), model_fingerprint.encode(),
+                np.ascontiguousarray(embedding, dtype="<f4").tobytes())
+
+    def get(self, image_sha256: str, model_fingerprint: str, dim: int) -> np.ndarray | None:
+        path = self._path(image_sha256, model_fingerprint)
+        if not path.exists():
             return None
+        data = read_regular_file(path, 1024 * 1024, ReferenceError, "cache entry")
+        try:
+            entry = json.loads(data)
+            fields_ok = (entry["format"] == CACHE_FORMAT and entry["image_sha256"] == image_sha256
+                         and entry["model_fingerprint"] == model_fingerprint)
+        except (ValueError, RecursionError, KeyError, TypeError):
+            fields_ok = False
+        if not fields_ok:
+            raise ReferenceError(f"cache entry {path} is malformed: remove it")
+        embedding = check_embeddings([entry.get("embedding")], dim, f"cache entry {path}")[0]
+        verify_tag(self.key, entry.get("mac"), f"cache entry {path}",
+                   *self._parts(image_sha256, model_fingerprint, embedding))
+        return embedding
 
-    def put(self, image_path: Path, model_fingerprint: str, embedding: np.ndarray) -> None:
-        path = self._path(image_path, model_fingerprint)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, embedding.astype(np.float32))
-        os.replace(tmp, path)
+    def put(self, image_sha256: str, model_fingerprint: str, embedding: np.ndarray) -> None:
+        embedding = np.asarray(embedding, dtype=np.float32)
+        entry = {"format": CACHE_FORMAT, "image_sha256": image_sha256,
+                 "model_fingerprint": model_fingerprint, "embedding": embedding.tolist(),
+                 "mac": tag(self.key, *self._parts(image_sha256, model_fingerprint, embedding))}
+        write_text_atomic(self._path(image_sha256, model_fingerprint), json.dumps(entry),
+                          mode=0o600)

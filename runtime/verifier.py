@@ -2,12 +2,17 @@
 
 >>> verifier = Verifier.from_model()            # the packaged default model
 >>> me = verifier.enroll("me", ["me1.jpg", "me2.jpg"])
->>> decision = verifier.verify(frame, me)       # one BGR frame
+>>> decision = verifier.verify(frame, me)       # one frame (any dtype / channel count)
 >>> decision.match, decision.score
+>>> with open_source("0") as camera:            # a bounded session, as siamese-verify runs
+...     session = verifier.session(camera, me, timeout=10)
+...     opened = any(d.verified for d in session)
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,20 +24,27 @@ from siamese.runtime.align import align_face
 from siamese.runtime.datasets_io import list_images
 from siamese.runtime.detector import MODELS_DIR, DetectorConfig, FaceDetector, largest_face
 from siamese.runtime.embedder import Embedder
-from siamese.runtime.errors import ModelError
-from siamese.runtime.imageio import read_image
+from siamese.runtime.errors import ConfigError, ModelError, ReferenceError, StorageError
+from siamese.runtime.fileio import read_regular_file
+from siamese.runtime.imageio import MAX_IMAGE_BYTES, as_bgr_frame, decode_image
+from siamese.runtime.integrity import load_or_create_key
+from siamese.runtime.model_info import check_threshold
 from siamese.runtime.quality import Quality, QualityConfig, assess
 from siamese.runtime.references import (
     EmbeddingCache,
-    ReferenceError,
     Template,
+    check_name,
     is_template,
     load_template,
 )
-from siamese.runtime.sources import Frame
+from siamese.runtime.session import VerificationSession
+from siamese.runtime.sources import Frame, ThreadedSource
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = MODELS_DIR / "siamese_edge.int8.onnx"
 DETECT_SIDE = 320  # frames are detected at this longest side; alignment uses full resolution
+MAX_VOTES = 1000
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,17 @@ class VerifyConfig:
     votes_needed: int = 3  # K: matches needed among the last N scored frames
     window: int = 5  # N
     quality: QualityConfig = field(default_factory=QualityConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("votes_needed", "window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not 1 <= value <= MAX_VOTES:
+                raise ConfigError(f"{name} must be an integer from 1 to {MAX_VOTES}, not "
+                                  f"{value!r}")
+        if self.votes_needed > self.window:
+            raise ConfigError(f"votes needed ({self.votes_needed}) cannot exceed the window "
+                              f"({self.window})")
 
 
 @dataclass
@@ -59,9 +82,9 @@ class Decision:
     scored_frames: int = 0
     time: float = field(default_factory=time.time)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, precision: int = 4) -> dict:
         return {"time": round(self.time, 3), "frame": self.frame, "face": self.face_found,
-                "score": None if self.score is None else round(self.score, 4),
+                "score": None if self.score is None else round(self.score, precision),
                 "match": self.match, "decision": "verified" if self.verified else "pending",
                 "votes": self.votes, "box": self.box,
                 "quality": self.quality.to_dict() if self.quality else None,
@@ -73,7 +96,7 @@ class Vote:
 
     def __init__(self, needed: int, window: int) -> None:
         if not 1 <= needed <= window:
-            raise ValueError("votes needed must lie between 1 and the window size")
+            raise ConfigError("votes needed must lie between 1 and the window size")
         self.needed, self.window = needed, window
         self.recent: deque[bool] = deque(maxlen=window)
         self.scored = 0
@@ -91,32 +114,40 @@ class Vote:
     def passed(self) -> bool:
         return self.votes >= self.needed
 
-    def final(self) -> bool:
-        """The verdict at the end of a finite source: fewer scored frames than K suffice when
-        every one of them matched."""
-        return self.scored > 0 and self.votes >= min(self.needed, self.scored)
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class Verifier:
-    """Detector, embedder and decision rule around one embedding model."""
+    """Detector, embedder and decision rule around one embedding model.
+
+    `key` authenticates templates and cached embeddings (default: this installation's key,
+    created on first use; see runtime.integrity).
+    """
 
     def __init__(self, embedder: Embedder, detector: FaceDetector | None = None,
-                 config: VerifyConfig | None = None, cache_dir: Path | None = None) -> None:
+                 config: VerifyConfig | None = None, cache_dir: Path | None = None,
+                 key: bytes | None = None) -> None:
         self.embedder = embedder
         self.detector = detector or FaceDetector(config=DetectorConfig(max_side=DETECT_SIDE))
         self.config = config or VerifyConfig()
-        self.cache = EmbeddingCache(cache_dir or Path.home() / ".cache" / "siamese" / "refs")
-        self.last_vote: Vote | None = None  # the vote of the latest stream()
+        if self.config.threshold is not None:
+            check_threshold(self.config.threshold, embedder.info.metric, "threshold")
+        self.key = key if key is not None else load_or_create_key()
+        self.cache = EmbeddingCache(cache_dir or Path.home() / ".cache" / "siamese" / "refs",
+                                    self.key)
 
     @classmethod
     def from_model(cls, path: str | Path | None = None, providers: Sequence[str] | None = None,
-                   config: VerifyConfig | None = None, cache_dir: Path | None = None) -> Verifier:
+                   config: VerifyConfig | None = None, cache_dir: Path | None = None,
+                   key: bytes | None = None) -> Verifier:
         """A verifier on `path`, or on the packaged default model when None."""
         if path is None:
             if not DEFAULT_MODEL.is_file():
                 raise ModelError("no packaged default model in this install: pass a model path")
             path = DEFAULT_MODEL
-        return cls(Embedder(path, providers), config=config, cache_dir=cache_dir)
+        return cls(Embedder(path, providers), config=config, cache_dir=cache_dir, key=key)
 
     @property
     def threshold(self) -> float:
@@ -124,56 +155,109 @@ class Verifier:
             return self.config.threshold
         return self.embedder.info.threshold
 
-    def score(self, embedding: np.ndarray, template: Template) -> float:
-        """Cosine similarity (or minus the Euclidean distance) to the template's mean."""
-        reference = template.mean
+    @property
+    def dim(self) -> int:
+        return self.embedder.info.embedding_dim
+
+    @property
+    def consistency_limit(self) -> float:
+        """The score below which an enrolment image is taken for another person.
+
+        Half the model's balanced-accuracy threshold (cosine; 1.5 times it for distances): loose
+        enough that hard photos of one person pass (on the LFW fixture with the packaged model:
+        0 of 96 genuine pairs below it, 86% of impostor pairs), so it catches mixed-up sets, not
+        bad photos (the quality gate and the threshold do that).
+        """
+        info = self.embedder.info
+        base = info.accuracy_threshold if info.accuracy_threshold is not None else info.threshold
+        return base / 2 if info.metric == "cosine" else base * 1.5
+
+    def score_against(self, embedding: np.ndarray, reference: np.ndarray) -> float:
+        """Cosine similarity (or minus the Euclidean distance) of two vectors."""
         if self.embedder.info.metric == "cosine":
             reference = reference / max(float(np.linalg.norm(reference)), 1e-12)
             return float(np.dot(embedding, reference))
         return -float(np.linalg.norm(embedding - reference))
 
+    def score(self, embedding: np.ndarray, template: Template) -> float:
+        """The score of an embedding against the template's mean."""
+        return self.score_against(embedding, template.mean)
+
     # --- references -----------------------------------------------------------------------
-    def _single_face_embedding(self, path: Path) -> np.ndarray:
-        image = read_image(path)
+    def _single_face_embedding(self, image: np.ndarray, source: str) -> np.ndarray:
         detected = self.detector.detect(image)
         # background faces too small to be the subject do not count against a reference
         faces = [f for f in detected if min(f.box[2], f.box[3]) >= self.config.quality.min_face_px]
         faces = faces if faces or len(detected) != 1 else detected
         if not faces:
-            raise ReferenceError(f"no usable face in {path}")
+            raise ReferenceError(f"no usable face in {source}")
         if len(faces) > 1:
-            raise ReferenceError(f"{len(faces)} faces in {path}: a reference must show one person")
+            raise ReferenceError(f"{len(faces)} faces in {source}: a reference must show one "
+                                 f"person")
         return self.embedder.embed(align_face(image, faces[0].landmarks))[0]
 
-    def reference_embedding(self, path: Path) -> np.ndarray:
-        """The embedding of a one-face image, cached by image bytes and model fingerprint."""
-        cached = self.cache.get(path, self.embedder.fingerprint)
+    def reference_embedding(self, path: Path) -> tuple[np.ndarray, str]:
+        """(embedding, image SHA-256) of a one-face image, cached by image bytes and model."""
+        data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "reference image")
+        digest = sha256_bytes(data)
+        cached = self.cache.get(digest, self.embedder.fingerprint, self.dim)
         if cached is not None:
-            return cached
-        embedding = self._single_face_embedding(path)
-        self.cache.put(path, self.embedder.fingerprint, embedding)
-        return embedding
+            return cached, digest
+        embedding = self._single_face_embedding(decode_image(data, str(path)), str(path))
+        try:
+            self.cache.put(digest, self.embedder.fingerprint, embedding)
+        except StorageError as exc:  # the cache is an optimisation: enrolment goes on
+            log.warning("reference cache not written: %s", exc)
+        return embedding, digest
 
     def enroll(self, name: str, images: Iterable[str | Path]) -> Template:
-        """A template from one or more images (files or folders), each with exactly one face."""
+        """A template from one or more images (files or folders), each with exactly one face.
+
+        With several images, each must look like the same person as the rest: its score
+        against the mean of the others must reach `consistency_limit`; otherwise ReferenceError
+        names the image that disagrees most.
+        """
+        check_name(name)
         paths = [p for item in images for p in list_images(Path(item))]
         if not paths:
             raise ReferenceError(f"no images given to enroll {name!r}")
-        embeddings = np.stack([self.reference_embedding(p) for p in paths])
-        return Template(name, embeddings, self.embedder.fingerprint, tuple(map(str, paths)))
+        results = [self.reference_embedding(p) for p in paths]
+        embeddings = np.stack([embedding for embedding, _ in results]).astype(np.float32)
+        self._check_one_person(embeddings, paths)
+        return Template(name, embeddings, self.embedder.fingerprint,
+                        tuple(digest for _, digest in results))
+
+    def _check_one_person(self, embeddings: np.ndarray, paths: list[Path]) -> None:
+        if len(embeddings) < 2:
+            return
+        limit = self.consistency_limit
+        total = embeddings.sum(axis=0)
+        scores = [self.score_against(e, (total - e) / (len(embeddings) - 1)) for e in embeddings]
+        worst = int(np.argmin(scores))
+        if scores[worst] < limit:
+            others = "the other image" if len(paths) == 2 else f"the other {len(paths) - 1}"
+            raise ReferenceError(f"{paths[worst]} does not look like the same person as "
+                                 f"{others} (score {scores[worst]:.3f} < {limit:.3f}): remove "
+                                 f"it, or enroll it separately")
 
     def load_reference(self, spec: str | Path) -> Template:
         """A saved template (.json), an image, or a folder of images of one person."""
         path = Path(spec)
         if not path.exists():
             raise ReferenceError(f"reference not found: {path}")
-        if path.is_file() and is_template(path):
-            return load_template(path, self.embedder.fingerprint)
-        return self.enroll(path.stem if path.is_file() else path.name, [path])
+        if is_template(path):
+            return load_template(path, self.embedder.fingerprint, self.key, self.dim)
+        name = path.stem if path.is_file() else path.name
+        return self.enroll(name if _safe(name) else "reference", [path])
 
     # --- frames ---------------------------------------------------------------------------
     def verify(self, image: np.ndarray, template: Template, index: int = 0) -> Decision:
-        """Detect the largest face, check quality, align, embed and score one frame."""
+        """Detect the largest face, check quality, align, embed and score one frame.
+
+        `image` may be grey, BGR or BGRA, uint8/uint16/float (see imageio.as_bgr_frame).
+        """
+        self._check_template(template)
+        image = as_bgr_frame(image)
         started = time.perf_counter()
         face = largest_face(self.detector.detect(image))
         detected = time.perf_counter()
@@ -193,13 +277,39 @@ class Verifier:
                         "embed": 1e3 * (embedded - aligned), "compare": 1e3 * (done - embedded),
                         "total": 1e3 * (done - started)})
 
+    def _check_template(self, template: Template) -> None:
+        if not isinstance(template, Template) or template.model_fingerprint \
+                != self.embedder.fingerprint or template.embeddings.shape[1:] != (self.dim,):
+            raise ReferenceError("the template was not made with this model")
+
+    def new_vote(self) -> Vote:
+        return Vote(self.config.votes_needed, self.config.window)
+
+    def decide(self, image: np.ndarray, template: Template, vote: Vote,
+               index: int = 0) -> Decision:
+        """`verify` one frame and count it in `vote` when its face passed the quality gate."""
+        decision = self.verify(image, template, index)
+        if decision.face_found and decision.quality is not None and decision.quality.ok:
+            vote.add(decision.match)
+        decision.votes, decision.scored_frames = vote.votes, vote.scored
+        decision.verified = vote.passed
+        return decision
+
     def stream(self, frames: Iterable[Frame], template: Template) -> Iterator[Decision]:
-        """Decisions for a sequence of frames with K-of-N voting over scored frames."""
-        vote = self.last_vote = Vote(self.config.votes_needed, self.config.window)
+        """Decisions for an iterable of frames with K-of-N voting; no deadline (see session)."""
+        vote = self.new_vote()
         for frame in frames:
-            decision = self.verify(frame.image, template, frame.index)
-            if decision.face_found and decision.quality is not None and decision.quality.ok:
-                vote.add(decision.match)
-            decision.votes, decision.scored_frames = vote.votes, vote.scored
-            decision.verified = vote.passed
-            yield decision
+            yield self.decide(frame.image, template, vote, frame.index)
+
+    def session(self, source: ThreadedSource, template: Template,
+                timeout: float | None) -> VerificationSession:
+        """A bounded verification session over `source` (runtime.session)."""
+        return VerificationSession(self, template, source, timeout)
+
+
+def _safe(name: str) -> bool:
+    try:
+        check_name(name)
+    except ReferenceError:
+        return False
+    return True

@@ -22,6 +22,15 @@ def full_lfw_root() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True, scope="session")
+def installation_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Templates and cache entries are signed with a key of the test session, never the
+    user's own (subprocesses inherit it through SIAMESE_KEY_FILE)."""
+    path = tmp_path_factory.mktemp("key") / "template.key"
+    os.environ["SIAMESE_KEY_FILE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def lfw_root() -> Path:
     root = full_lfw_root()

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 from siamese.runtime.errors import ModelError
+from siamese.runtime.integrity import load_or_create_key
+from siamese.runtime.references import Template, save_template
 from siamese.runtime.verifier import DEFAULT_MODEL, Verifier
 
 from .conftest import LFW_MINI
@@ -83,9 +85,12 @@ def test_video_of_the_reference_person_verifies_and_another_does_not(videos, tmp
 
 def test_reference_embedding_is_cached_by_image_and_model(tmp_path):
     verifier = Verifier.from_model(cache_dir=tmp_path)
-    first = verifier.reference_embedding(PERSON_A[0])
-    assert len(list(tmp_path.glob("*.npy"))) == 1
-    np.testing.assert_array_equal(first, verifier.reference_embedding(PERSON_A[0]))
+    first, digest = verifier.reference_embedding(PERSON_A[0])
+    entries = list(tmp_path.glob("*.json"))
+    assert len(entries) == 1 and digest[:32] in entries[0].name
+    assert oct(entries[0].stat().st_mode & 0o777) == "0o600"
+    again, _ = verifier.reference_embedding(PERSON_A[0])
+    np.testing.assert_array_equal(first, again)
 
 
 @pytest.mark.parametrize("person, expected", [(PERSON_A, 0), (PERSON_B, 1)])
@@ -133,9 +138,10 @@ def _corrupt(tmp_path: Path) -> Path:
 
 
 def _foreign_template(tmp_path: Path) -> Path:
+    """A correctly signed template of another model (fingerprint 0...0)."""
     path = tmp_path / "foreign.json"
-    path.write_text(json.dumps({"format": "siamese-template-1", "name": "x",
-                                "model_fingerprint": "0" * 64, "embeddings": [[0.0] * 128]}))
+    vectors = np.full((1, 128), 128 ** -0.5, np.float32)
+    save_template(Template("x", vectors, "0" * 64), path, load_or_create_key())
     return path
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from siamese.runtime.cli_support import user_errors
+from siamese.runtime.cli_support import SiameseCommand
 from siamese.train import metrics
 from siamese.train.datasets import split_people
 from siamese.train.evaluate import score_lfw
@@ -24,13 +24,12 @@ def _centred(vectors: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.argument("train_npz", type=click.Path(exists=True, path_type=Path))
 @click.argument("test_npz", type=click.Path(exists=True, path_type=Path))
 @click.option("--lfw-root", type=click.Path(path_type=Path), required=True)
 @click.option("--val-fraction", default=0.1, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="siamese-train's --seed.")
-@user_errors
 def main(train_npz: Path, test_npz: Path, lfw_root: Path, val_fraction: float,
          seed: int) -> None:
     """TRAIN_NPZ: the teacher on DevTrain (centre and thresholds); TEST_NPZ: on DevTest."""

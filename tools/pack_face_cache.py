@@ -16,12 +16,12 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-from siamese.runtime.cli_support import user_errors
+from siamese.runtime.cli_support import SiameseGroup
 from siamese.train.face_cache import open_prepared
 from siamese.train.lfw import read_people_file
 
 
-@click.group()
+@click.group(cls=SiameseGroup)
 def main() -> None:
     """Pack or unpack an aligned-face cache."""
 
@@ -32,7 +32,6 @@ def main() -> None:
 @click.option("--quality", default=95, show_default=True)
 @click.option("--people", type=click.Path(exists=True, path_type=Path),
               help="Only these people (an LFW people file, e.g. peopleDevTrain.txt).")
-@user_errors
 def pack(cache: Path, out: Path, quality: int, people: Path | None) -> None:
     import json
 
@@ -53,7 +52,6 @@ def pack(cache: Path, out: Path, quality: int, people: Path | None) -> None:
 @main.command()
 @click.argument("packed", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@user_errors
 def unpack(packed: Path, out: Path) -> None:
     import json
 

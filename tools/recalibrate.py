@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import user_errors
+from siamese.runtime.cli_support import SiameseCommand
 from siamese.runtime.errors import DatasetError
 from siamese.train.checkpoint import (
     build_model,
@@ -25,14 +25,13 @@ from siamese.train.face_cache import open_prepared
 from siamese.train.trainer import resolve_device, validation_calibration
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--faces", "faces_dir", type=click.Path(path_type=Path), required=True,
               help="The prepared face cache the checkpoint was trained from.")
 @click.option("--flip-average/--no-flip-average", default=None,
               help="Average with the mirror image from now on (or stop) [default: unchanged].")
 @click.option("--device", default="auto", show_default=True)
-@user_errors
 def main(checkpoint: Path, faces_dir: Path, flip_average: bool | None, device: str) -> None:
     """Recalibrate CHECKPOINT's thresholds on its held-out validation people."""
     state = load_checkpoint(checkpoint)

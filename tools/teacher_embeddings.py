@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-from siamese.runtime.cli_support import user_errors
+from siamese.runtime.cli_support import SiameseCommand
 from siamese.train.datasets import split_people
 from siamese.train.face_cache import open_prepared
 from siamese.train.lfw import read_people_file
@@ -66,7 +66,7 @@ def draw_morphs(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, 
     return pairs, rng.uniform(0.3, 0.7, size=count).astype(np.float32)
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.argument("cache", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--people", type=click.Path(exists=True, path_type=Path),
@@ -78,7 +78,6 @@ def draw_morphs(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, 
 @click.option("--val-seed", default=0, show_default=True,
               help="siamese-train's --seed (it picks the held-out people).")
 @click.option("--workers", default=2, show_default=True)
-@user_errors
 def main(cache: Path, out: Path, people: Path | None, morphs: int, val_fraction: float,
          val_seed: int, workers: int) -> None:
     """Write OUT.npz: `paths` and `embeddings` (N, 128) of dlib's descriptor; with --morphs,

@@ -7,12 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import setup_logging, user_errors
+from siamese.runtime.cli_support import SiameseCommand, setup_logging
 from siamese.runtime.errors import DatasetError, SiameseError
-from siamese.train import face_cache
 from siamese.train.config import PRESETS, TrainConfig
-from siamese.train.datasets import read_folder
-from siamese.train.lfw import LFW
 
 lfw_option = click.option("--lfw-root", type=click.Path(path_type=Path), envvar="SIAMESE_LFW_ROOT",
                           help="Extracted LFW tree [env SIAMESE_LFW_ROOT].")
@@ -27,6 +24,10 @@ faces_option = click.option("--faces", "faces_dir", type=click.Path(path_type=Pa
 def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | None,
                quiet: bool, faces_dir: Path | None = None) -> tuple:
     """(aligned faces, training records, source description, LFW or None)."""
+    from siamese.train import face_cache
+    from siamese.train.datasets import read_folder
+    from siamese.train.lfw import LFW
+
     if (lfw_root is None) == (folder is None):
         raise DatasetError("give exactly one of --lfw-root DIR or --folder DIR")
     if faces_dir is not None:
@@ -58,7 +59,7 @@ def preset_config(preset: str, **overrides) -> TrainConfig:
     return config
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="seed", show_default=True)
 @lfw_option
 @click.option("--folder", type=click.Path(path_type=Path), help="Faces as ROOT/<person>/<images>.")
@@ -93,7 +94,6 @@ def preset_config(preset: str, **overrides) -> TrainConfig:
 @click.option("--device", type=str, help="auto, cpu or cuda[:N].")
 @click.option("--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True)
-@user_errors
 def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, quiet, verbose,
                **overrides):
     """Train a Siamese embedding network on LFW View 1's training people or on a folder."""
@@ -127,7 +127,7 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
     click.echo(f"checkpoint: {result.best_checkpoint}")
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @lfw_option
 @cache_option
@@ -136,7 +136,6 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
 @click.option("--view2", is_flag=True, help="Also LFW View 2 (flagged when people overlap).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
-@user_errors
 def eval_main(checkpoint, lfw_root, cache_dir, faces_dir, out, view2, device, quiet):
     """Evaluate a checkpoint (or an exported .onnx model) on LFW: View 1 accuracy, ROC AUC, EER,
     TAR@FAR; report and plots."""

@@ -5,14 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import setup_logging, user_errors
+from siamese.runtime.cli_support import SiameseGroup, setup_logging
 from siamese.runtime.errors import DatasetError
-from siamese.train import face_cache
-from siamese.train.datasets import read_folder
-from siamese.train.lfw import LFW
 
 
-@click.group()
+@click.group(cls=SiameseGroup)
 def main() -> None:
     """Prepare face datasets for training and evaluation."""
 
@@ -25,10 +22,13 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes [default: cores].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("-v", "--verbose", is_flag=True)
-@user_errors
 def prepare(lfw_root: Path | None, folder: Path | None, cache_dir: Path | None,
             workers: int | None, quiet: bool, verbose: bool) -> None:
     """Detect and align every image once and store the crops in the cache."""
+    from siamese.train import face_cache
+    from siamese.train.datasets import read_folder
+    from siamese.train.lfw import LFW
+
     setup_logging(verbose)
     if (lfw_root is None) == (folder is None):
         raise DatasetError("give exactly one of --lfw-root DIR or --folder DIR")

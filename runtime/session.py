@@ -1,0 +1,86 @@
+"""A verification session: one person, one frame source, one deadline on the caller's clock.
+
+The CLI and kiosk apps share this logic, so an app gets the CLI's guarantees: the deadline
+holds whatever the source does (a stalled stream, a dead camera, a slow file), a dead reader
+is an error rather than a wait, and the outcome is one of verified / not_verified / timeout.
+
+>>> with open_source("0") as source:
+...     session = VerificationSession(verifier, template, source, timeout=10)
+...     for decision in session:
+...         print(decision.score)
+...     session.outcome
+'verified'
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from siamese.runtime.errors import ConfigError
+from siamese.runtime.sources import ThreadedSource
+
+if TYPE_CHECKING:
+    from siamese.runtime.references import Template
+    from siamese.runtime.verifier import Decision, Verifier
+
+POLL_S = 0.25  # longest wait for one frame before the deadline is checked again
+MAX_TIMEOUT_S = 86_400.0
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """`timeout` when it is None or a finite number of seconds in (0, 86400]."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT_S:
+        raise ConfigError(f"timeout must be a finite number of seconds in (0, {MAX_TIMEOUT_S:g}]"
+                          f", not {timeout!r}")
+    return float(timeout)
+
+
+class VerificationSession:
+    """Decisions for the frames of `source` until verified, the source ends, or `timeout`.
+
+    Iterate it for one Decision per frame (K-of-N voting over scored frames); afterwards
+    `outcome` is "verified", "not_verified" (the source ended) or "timeout", and `verified`
+    says whether the door may open. `timeout` None waits for a finite source to end; a live
+    source then needs one (ConfigError otherwise).
+    """
+
+    def __init__(self, verifier: Verifier, template: Template, source: ThreadedSource,
+                 timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = check_timeout(timeout)
+        if self.timeout is None and source.live:
+            raise ConfigError("a live camera or stream needs a timeout")
+        self.verifier, self.template, self.source, self.clock = verifier, template, source, clock
+        self.outcome: str | None = None
+        self.frame = None  # the frame of the latest decision
+
+    @property
+    def verified(self) -> bool:
+        return self.outcome == "verified"
+
+    def __iter__(self) -> Iterator[Decision]:
+        started = self.clock()
+        deadline = math.inf if self.timeout is None else started + self.timeout
+        self.outcome = "not_verified"
+        vote = self.verifier.new_vote()
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                self.outcome = "timeout"
+                return
+            frame = self.source.read(min(remaining, POLL_S))
+            if frame is None:
+                if self.source.finished:
+                    return
+                continue
+            self.frame = frame
+            decision = self.verifier.decide(frame.image, self.template, vote, frame.index)
+            yield decision
+            if decision.verified:
+                self.outcome = "verified"
+                return
