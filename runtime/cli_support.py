@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import traceback
 
 import click
@@ -39,6 +40,14 @@ class SiameseCommandMixin:
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
         try:
+            self._run(args, prog_name, complete_var, **extra)
+        except SystemExit as exc:
+            _exit_past_stuck_readers(exc)
+            raise
+        _exit_past_stuck_readers(SystemExit(EXIT_OK))
+
+    def _run(self, args, prog_name, complete_var, **extra):
+        try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
@@ -64,6 +73,23 @@ class SiameseCommandMixin:
             _fail("error: out of memory", EXIT_INTERNAL)
         except Exception as exc:  # anything else is our bug: say so, never as "not verified"
             _internal(exc, args)
+
+
+STUCK_THREAD_NAMES = ("source-open", "frame-reader")
+
+
+def _exit_past_stuck_readers(exc: SystemExit) -> None:
+    """End the process now when a camera or stream thread is stuck inside OpenCV.
+
+    A backend call that ignores its timeout cannot be interrupted; waiting for it at exit
+    would hang, and tearing it down aborts the process. The output is flushed first.
+    """
+    if not any(t.is_alive() and t.name in STUCK_THREAD_NAMES for t in threading.enumerate()):
+        return
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _internal(exc: BaseException, args: list[str]) -> None:

@@ -16,4 +16,6 @@ def list_images(path: Path) -> list[Path]:
         return [path]
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.exists():
+        raise ImageError(f"image {path} is not a regular file")
     raise ImageError(f"no such image or folder: {path}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|key|secret|auth|apikey|api_key|access_token)"
-    r"=)[^&;#\s]*", re.IGNORECASE)
+    r"=)[^&;#\s'\"]*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:

@@ -42,7 +42,7 @@ def check_name(name: object) -> str:
 def check_embeddings(value: object, dim: int | None, what: str) -> np.ndarray:
     """A (N, D) float32 array of finite, non-zero rows, 1 <= N <= 256, or ReferenceError."""
     try:
-        array = np.asarray(value, dtype=np.float32)
+        array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         raise ReferenceError(f"{what}: embeddings are not a list of number lists") from None
     if array.ndim != 2 or not 1 <= len(array) <= MAX_TEMPLATE_EMBEDDINGS or array.shape[1] < 1:
@@ -55,7 +55,7 @@ def check_embeddings(value: object, dim: int | None, what: str) -> np.ndarray:
         raise ReferenceError(f"{what}: embeddings hold non-finite or huge values")
     if (np.linalg.norm(array, axis=1) < 1e-6).any():
         raise ReferenceError(f"{what}: an embedding is all zeros")
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,18 @@ def test_readme_quickstart_on_the_packaged_model(video, expected, tmp_path):
     result = run_cli("verify", "--ref", str(EXAMPLES / "Abdullah_Gul"), "--camera",
                      str(EXAMPLES / video), cache=tmp_path)
     assert result.returncode == expected, result.stdout[-1500:] + result.stderr
+
+
+@pytest.mark.parametrize("video, outcome", [("Abdullah_Gul.avi", "verified"),
+                                            ("Adrien_Brody.avi", "not_verified")])
+def test_readme_python_api_session_on_a_video(video, outcome, tmp_path):
+    """The README's kiosk example: a bounded session over a source, decided by K of N."""
+    from siamese.runtime.sources import open_source
+
+    verifier = Verifier.from_model(cache_dir=tmp_path)
+    reference = verifier.enroll("abdullah", [EXAMPLES / "Abdullah_Gul"])
+    with open_source(str(EXAMPLES / video)) as source:
+        session = verifier.session(source, reference, timeout=30)
+        decisions = list(session)
+    assert session.outcome == outcome and decisions
+    assert decisions[-1].verified == (outcome == "verified")
