@@ -244,7 +244,7 @@ class LiveSource(ThreadedSource):
                     continue
                 if capture is not None:
                     capture.release()
-                    log.warning("lost %s; reconnecting in %.2f s", self.description, backoff)
+                    log.info("lost %s; reconnecting in %.2f s", self.description, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 capture = None if self._stop.is_set() else open_capture(
