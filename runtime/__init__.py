@@ -22,10 +22,11 @@ from siamese.runtime.imageio import read_image
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.preprocess import Preprocess
 from siamese.runtime.references import Template
-from siamese.runtime.verifier import Decision, Verifier, VerifyConfig
+from siamese.runtime.verifier import Comparison, Decision, Verifier, VerifyConfig
 
 __all__ = [
     "TEMPLATE_112",
+    "Comparison",
     "ConfigError",
     "DatasetError",
     "Decision",

@@ -153,3 +153,31 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
 def _final(outcome: str, threshold: float, precision: int) -> None:
     _emit({"time": round(time.time(), 3), "final": True, "decision": outcome,
            "threshold": round(threshold, max(precision, 4))})
+
+
+@click.command(cls=SiameseCommand)
+@click.argument("first", type=click.Path(path_type=Path))
+@click.argument("second", type=click.Path(path_type=Path))
+@model_option
+@providers_option
+@cache_option
+@key_option
+@click.option("--threshold", type=FiniteFloat(),
+              help="Override the model's calibrated threshold (cosine: between 0 and 1).")
+@click.option("--precision", type=click.IntRange(0, 8), default=4, show_default=True,
+              help="Decimal places of the score.")
+@verbose_option
+def compare_main(first, second, model, providers, cache_dir, key_file, threshold, precision,
+                 verbose):
+    """Do the photos FIRST and SECOND show the same person (one face each)?
+
+    Prints one JSON line (score, same_person, threshold). Exit 0: same person; 1: not;
+    2: bad input or usage; 3: internal error.
+    """
+    from siamese.runtime.verifier import VerifyConfig
+
+    setup_logging(verbose)
+    verifier = _verifier(model, providers, cache_dir, key_file, VerifyConfig(threshold=threshold))
+    result = verifier.compare(first, second)
+    _emit(result.to_dict(precision))
+    sys.exit(EXIT_OK if result.same_person else EXIT_NOT_VERIFIED)

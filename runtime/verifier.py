@@ -115,6 +115,19 @@ class Vote:
         return self.votes >= self.needed
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Two faces compared: their score, the decision, and the threshold it was made at."""
+
+    score: float
+    same_person: bool
+    threshold: float
+
+    def to_dict(self, precision: int = 4) -> dict:
+        return {"score": round(self.score, precision), "same_person": self.same_person,
+                "threshold": round(self.threshold, max(precision, 4))}
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -198,7 +211,7 @@ class Verifier:
 
     def reference_embedding(self, path: Path) -> tuple[np.ndarray, str]:
         """(embedding, image SHA-256) of a one-face image, cached by image bytes and model."""
-        data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "reference image")
+        data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image")
         digest = sha256_bytes(data)
         cached = self.cache.get(digest, self.embedder.fingerprint, self.dim)
         if cached is not None:
@@ -239,6 +252,21 @@ class Verifier:
             raise ReferenceError(f"{paths[worst]} does not look like the same person as "
                                  f"{others} (score {scores[worst]:.3f} < {limit:.3f}): remove "
                                  f"it, or enroll it separately")
+
+    def compare(self, first: str | Path | np.ndarray, second: str | Path | np.ndarray
+                ) -> Comparison:
+        """Are two faces the same person? Each is an image path or a frame (numpy array)
+        showing one face; the decision uses this verifier's threshold.
+
+        >>> Verifier.from_model().compare("a.jpg", "b.jpg").same_person
+        """
+        score = self.score_against(self._face_embedding(first), self._face_embedding(second))
+        return Comparison(score, score >= self.threshold, self.threshold)
+
+    def _face_embedding(self, item: str | Path | np.ndarray) -> np.ndarray:
+        if isinstance(item, (str, Path)):
+            return self.reference_embedding(Path(item))[0]
+        return self._single_face_embedding(as_bgr_frame(item), "the frame")
 
     def load_reference(self, spec: str | Path) -> Template:
         """A saved template (.json), an image, or a folder of images of one person."""

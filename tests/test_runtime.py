@@ -203,3 +203,30 @@ def test_readme_python_api_session_on_a_video(video, outcome, tmp_path):
         decisions = list(session)
     assert session.outcome == outcome and decisions
     assert decisions[-1].verified == (outcome == "verified")
+
+
+def _compare_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from siamese.runtime.cli import compare_main; "
+                           "compare_main()", *args, "--cache-dir", str(cache)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_compare_two_photos_prints_score_decision_and_threshold(tmp_path):
+    threshold = ["--threshold", accuracy_threshold()]
+    same = _compare_cli(str(PERSON_A[0]), str(PERSON_A[2]), *threshold, cache=tmp_path)
+    assert same.returncode == 0, same.stdout + same.stderr
+    result = json.loads(same.stdout)
+    assert result["same_person"] is True and result["score"] >= result["threshold"]
+    other = _compare_cli(str(PERSON_A[0]), str(PERSON_B[0]), *threshold, cache=tmp_path)
+    assert other.returncode == 1 and json.loads(other.stdout)["same_person"] is False
+    missing = _compare_cli(str(PERSON_A[0]), str(tmp_path / "none.jpg"), cache=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_compare_api_takes_paths_or_frames(tmp_path):
+    verifier = Verifier.from_model(cache_dir=tmp_path)
+    by_path = verifier.compare(PERSON_A[0], PERSON_A[2])
+    by_frame = verifier.compare(cv2.imread(str(PERSON_A[0])), frame_of(PERSON_A[2]))
+    assert by_path.threshold == verifier.threshold
+    assert abs(by_path.score - by_frame.score) < 0.05
+    assert verifier.compare(PERSON_A[0], PERSON_B[0]).score < by_path.score
