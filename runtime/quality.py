@@ -69,3 +69,12 @@ def assess(face: Face, crop: np.ndarray, config: QualityConfig) -> Quality:
     if abs(roll) > config.max_roll_deg:
         flags.append("tilted")
     return Quality(face_px, sharpness, yaw, roll, tuple(flags))
+
+
+def describe_flags(quality: Quality, config: QualityConfig) -> str:
+    """The quality flags in words, naming the option that sets each limit."""
+    words = {"small": f"face {quality.face_px:.0f} px < --min-face {config.min_face_px:g} px",
+             "blurry": f"sharpness {quality.sharpness:.0f} < {config.min_sharpness:g}",
+             "turned": f"turned (yaw {quality.yaw:.2f} > {config.max_yaw:g})",
+             "tilted": f"tilted ({quality.roll_deg:.0f} deg > {config.max_roll_deg:g})"}
+    return "; ".join(words[flag] for flag in quality.flags)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from siamese.runtime.errors import ConfigError
-from siamese.runtime.sources import ThreadedSource
+from siamese.runtime.sources import Frame, ThreadedSource
 
 if TYPE_CHECKING:
     from siamese.runtime.references import Template
@@ -41,6 +41,32 @@ def check_timeout(timeout: float | None) -> float | None:
     return float(timeout)
 
 
+class TimedFrames:
+    """The frames of `source` until it ends or `timeout` seconds pass on the caller's clock;
+    `timed_out` says which. Waits at most POLL_S at a time, so no source can hold it."""
+
+    def __init__(self, source: ThreadedSource, timeout: float | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = check_timeout(timeout)
+        if self.timeout is None and source.live:
+            raise ConfigError("a live camera or stream needs a timeout")
+        self.source, self.clock = source, clock
+        self.timed_out = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        deadline = math.inf if self.timeout is None else self.clock() + self.timeout
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                self.timed_out = True
+                return
+            frame = self.source.read(min(remaining, POLL_S))
+            if frame is not None:
+                yield frame
+            elif self.source.finished:
+                return
+
+
 class VerificationSession:
     """Decisions for the frames of `source` until verified, the source ends, or `timeout`.
 
@@ -52,35 +78,24 @@ class VerificationSession:
 
     def __init__(self, verifier: Verifier, template: Template, source: ThreadedSource,
                  timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.timeout = check_timeout(timeout)
-        if self.timeout is None and source.live:
-            raise ConfigError("a live camera or stream needs a timeout")
-        self.verifier, self.template, self.source, self.clock = verifier, template, source, clock
+        self.frames = TimedFrames(source, timeout, clock)
+        self.verifier, self.template, self.source = verifier, template, source
         self.outcome: str | None = None
-        self.frame = None  # the frame of the latest decision
+        self.frame: Frame | None = None  # the frame of the latest decision
 
     @property
     def verified(self) -> bool:
         return self.outcome == "verified"
 
     def __iter__(self) -> Iterator[Decision]:
-        started = self.clock()
-        deadline = math.inf if self.timeout is None else started + self.timeout
         self.outcome = "not_verified"
         vote = self.verifier.new_vote()
-        while True:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                self.outcome = "timeout"
-                return
-            frame = self.source.read(min(remaining, POLL_S))
-            if frame is None:
-                if self.source.finished:
-                    return
-                continue
+        for frame in self.frames:
             self.frame = frame
             decision = self.verifier.decide(frame.image, self.template, vote, frame.index)
             yield decision
             if decision.verified:
                 self.outcome = "verified"
                 return
+        if self.frames.timed_out:
+            self.outcome = "timeout"

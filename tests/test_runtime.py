@@ -118,11 +118,26 @@ def test_enroll_writes_a_private_template_and_verify_accepts_it(tmp_path):
     assert still.returncode == 0, still.stdout + still.stderr
 
 
-def _two_faces(tmp_path: Path) -> Path:
-    both = np.concatenate([cv2.imread(str(PERSON_A[0])), cv2.imread(str(PERSON_B[0]))], axis=1)
-    path = tmp_path / "two.jpg"
-    cv2.imwrite(str(path), both)
+def _two_faces(tmp_path: Path, second_scale: float | None = None) -> Path:
+    """Person A beside person B's photo scaled by `second_scale`; None: A beside A (two faces
+    of the same size)."""
+    first = cv2.imread(str(PERSON_A[0]))
+    second = first if second_scale is None else cv2.resize(
+        cv2.imread(str(PERSON_B[0])), None, fx=second_scale, fy=second_scale)
+    canvas = np.full((250, 250 + second.shape[1], 3), 90, np.uint8)
+    canvas[:, :250] = first
+    canvas[:second.shape[0], 250:] = second
+    path = tmp_path / f"two-{second_scale}.jpg"
+    cv2.imwrite(str(path), canvas)
     return path
+
+
+def test_reference_with_a_dominant_face_takes_it(tmp_path):
+    """A clearly larger face is the subject; a smaller bystander does not block enrolment."""
+    verifier = Verifier.from_model(cache_dir=tmp_path)
+    with_bystander, _ = verifier.reference_embedding(_two_faces(tmp_path, second_scale=0.5))
+    alone, _ = verifier.reference_embedding(PERSON_A[0])
+    assert float(with_bystander @ alone) > 0.9
 
 
 def _blank(tmp_path: Path) -> Path:
@@ -147,7 +162,8 @@ def _foreign_template(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("make_args, message", [
     (lambda t: ["--ref", str(_blank(t)), "--image", str(PERSON_A[1])], "no usable face"),
-    (lambda t: ["--ref", str(_two_faces(t)), "--image", str(PERSON_A[1])], "2 faces"),
+    (lambda t: ["--ref", str(_two_faces(t)), "--image", str(PERSON_A[1])],
+     "2 faces of similar size"),
     (lambda t: ["--ref", str(PERSON_A[0]), "--image", str(_corrupt(t))], "cannot decode image"),
     (lambda t: ["--ref", str(PERSON_A[0]), "--image", str(PERSON_A[1]), "--model",
                 str(t / "missing.onnx")], "model file not found"),
