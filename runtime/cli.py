@@ -6,12 +6,23 @@ Exit status: 0 verified / done, 1 not verified (mismatch or timeout), 2 bad inpu
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import click
+from siamese.runtime.cli_options import (
+    build_verifier,
+    cache_option,
+    emit,
+    key_option,
+    model_option,
+    precision_option,
+    providers_option,
+    site_option,
+    threshold_option,
+    verbose_option,
+)
 from siamese.runtime.cli_support import (
     EXIT_NOT_VERIFIED,
     EXIT_OK,
@@ -21,35 +32,6 @@ from siamese.runtime.cli_support import (
 )
 from siamese.runtime.errors import ConfigError
 from siamese.runtime.quality import QualityConfig
-
-model_option = click.option("--model", type=click.Path(path_type=Path),
-                            help="ONNX embedding model [default: the packaged model].")
-providers_option = click.option("--providers", help="onnxruntime providers, comma-separated "
-                                "(e.g. CUDAExecutionProvider,CPUExecutionProvider).")
-cache_option = click.option("--cache-dir", type=click.Path(path_type=Path),
-                            help="Reference-embedding cache [default: ~/.cache/siamese/refs].")
-key_option = click.option("--key-file", type=click.Path(path_type=Path), envvar="SIAMESE_KEY_FILE",
-                          help="Key that signs templates and cached embeddings [env "
-                               "SIAMESE_KEY_FILE; default ~/.config/siamese/template.key, "
-                               "created 0600 on first use].")
-verbose_option = click.option("-v", "--verbose", is_flag=True, help="Log details; tracebacks.")
-
-
-def _providers(text: str | None) -> list[str] | None:
-    return [p.strip() for p in text.split(",") if p.strip()] if text else None
-
-
-def _verifier(model, providers, cache_dir, key_file, config=None):
-    from siamese.runtime.integrity import load_or_create_key
-    from siamese.runtime.verifier import Verifier
-
-    key = load_or_create_key(key_file)
-    return Verifier.from_model(model, _providers(providers), config, cache_dir, key=key)
-
-
-def _emit(event: dict) -> None:
-    click.echo(json.dumps(event, allow_nan=False))
-    sys.stdout.flush()
 
 
 @click.command(cls=SiameseCommand)
@@ -68,7 +50,7 @@ def enroll_main(name, images, store, model, providers, cache_dir, key_file, verb
 
     setup_logging(verbose)
     check_name(name)
-    verifier = _verifier(model, providers, cache_dir, key_file)
+    verifier = build_verifier(model, providers, cache_dir, key_file)
     template = verifier.enroll(name, images)
     store = store or Path(f"{name}.json")
     save_template(template, store, verifier.key)
@@ -84,8 +66,8 @@ def enroll_main(name, images, store, model, providers, cache_dir, key_file, verb
 @providers_option
 @cache_option
 @key_option
-@click.option("--threshold", type=FiniteFloat(),
-              help="Override the model's calibrated threshold (cosine: between 0 and 1).")
+@threshold_option
+@site_option
 @click.option("--votes", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="K: matching frames needed among the last N scored frames.")
 @click.option("--window", type=click.IntRange(1, 1000), default=5, show_default=True, help="N.")
@@ -96,12 +78,11 @@ def enroll_main(name, images, store, model, providers, cache_dir, key_file, verb
               help="Seconds to keep trying to open a camera or stream before giving up.")
 @click.option("--min-face", type=FiniteFloat(1, 10_000), default=QualityConfig.min_face_px,
               show_default=True, help="Minimum face size in pixels.")
-@click.option("--precision", type=click.IntRange(0, 8), default=4, show_default=True,
-              help="Decimal places of scores in the JSON output.")
+@precision_option
 @click.option("--show", is_flag=True, help="Draw a window with box, score and decision.")
 @verbose_option
-def verify_main(ref, source, image, model, providers, cache_dir, key_file, threshold, votes,
-                window, timeout, open_timeout, min_face, precision, show, verbose):
+def verify_main(ref, source, image, model, providers, cache_dir, key_file, threshold, site,
+                votes, window, timeout, open_timeout, min_face, precision, show, verbose):
     """Is the person in front of the camera (or in the image) the reference person?
 
     One JSON line per frame on stdout, then a final line. A video file stops at the first
@@ -117,12 +98,12 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
         raise ConfigError("give exactly one of --camera SOURCE or --image FILE")
     config = VerifyConfig(threshold=threshold, votes_needed=votes, window=window,
                           quality=QualityConfig(min_face_px=min_face))
-    verifier = _verifier(model, providers, cache_dir, key_file, config)
+    verifier = build_verifier(model, providers, cache_dir, key_file, config, site)
     template = verifier.load_reference(ref)
     if image is not None:
         decision = verifier.verify(read_image(image), template)
         decision.verified = decision.match
-        _emit(decision.to_dict(precision))
+        emit(decision.to_dict(precision))
         _final("verified" if decision.match else "not_verified", verifier.threshold, precision)
         sys.exit(EXIT_OK if decision.match else EXIT_NOT_VERIFIED)
 
@@ -140,7 +121,7 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
                 event = decision.to_dict(precision)
                 if stream.reconnects:
                     event["reconnects"] = stream.reconnects
-                _emit(event)
+                emit(event)
                 if display is not None:
                     display.draw(session.frame.image, decision, verifier.threshold)
         finally:
@@ -151,7 +132,7 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
 
 
 def _final(outcome: str, threshold: float, precision: int) -> None:
-    _emit({"time": round(time.time(), 3), "final": True, "decision": outcome,
+    emit({"time": round(time.time(), 3), "final": True, "decision": outcome,
            "threshold": round(threshold, max(precision, 4))})
 
 
@@ -162,13 +143,12 @@ def _final(outcome: str, threshold: float, precision: int) -> None:
 @providers_option
 @cache_option
 @key_option
-@click.option("--threshold", type=FiniteFloat(),
-              help="Override the model's calibrated threshold (cosine: between 0 and 1).")
-@click.option("--precision", type=click.IntRange(0, 8), default=4, show_default=True,
-              help="Decimal places of the score.")
+@threshold_option
+@site_option
+@precision_option
 @verbose_option
-def compare_main(first, second, model, providers, cache_dir, key_file, threshold, precision,
-                 verbose):
+def compare_main(first, second, model, providers, cache_dir, key_file, threshold, site,
+                 precision, verbose):
     """Do the photos FIRST and SECOND show the same person (one face each)?
 
     Prints one JSON line (score, same_person, threshold). Exit 0: same person; 1: not;
@@ -177,7 +157,8 @@ def compare_main(first, second, model, providers, cache_dir, key_file, threshold
     from siamese.runtime.verifier import VerifyConfig
 
     setup_logging(verbose)
-    verifier = _verifier(model, providers, cache_dir, key_file, VerifyConfig(threshold=threshold))
+    verifier = build_verifier(model, providers, cache_dir, key_file,
+                              VerifyConfig(threshold=threshold), site)
     result = verifier.compare(first, second)
-    _emit(result.to_dict(precision))
+    emit(result.to_dict(precision))
     sys.exit(EXIT_OK if result.same_person else EXIT_NOT_VERIFIED)

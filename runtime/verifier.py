@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +168,11 @@ class Verifier:
                 raise ModelError("no packaged default model in this install: pass a model path")
             path = DEFAULT_MODEL
         return cls(Embedder(path, providers), config=config, cache_dir=cache_dir, key=key)
+
+    def use_threshold(self, threshold: float) -> None:
+        """Decide at `threshold` from now on (range-checked for the model's metric)."""
+        check_threshold(threshold, self.embedder.info.metric, "threshold")
+        self.config = replace(self.config, threshold=float(threshold))
 
     @property
     def threshold(self) -> float:

@@ -1,0 +1,83 @@
+"""`siamese-calibrate` (a site threshold from your own labelled faces) and `siamese-embed`
+(embeddings of a folder for your own pipelines)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from siamese.runtime.cli_options import (
+    build_verifier,
+    cache_option,
+    emit,
+    key_option,
+    model_option,
+    providers_option,
+    verbose_option,
+)
+from siamese.runtime.cli_support import FiniteFloat, SiameseCommand, setup_logging
+
+
+@click.command(cls=SiameseCommand)
+@click.option("--folder", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Labelled faces as FOLDER/<person>/<images> (at least two people).")
+@click.option("--far", type=FiniteFloat(0, 1, low_open=True), default=1e-3, show_default=True,
+              help="False accept rate the threshold is chosen for.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("site.json"),
+              show_default=True, help="Signed site calibration to write.")
+@model_option
+@providers_option
+@cache_option
+@key_option
+@verbose_option
+def calibrate_main(folder, far, out, model, providers, cache_dir, key_file, verbose):
+    """Measure a decision threshold on your own faces; use it with --site OUT.
+
+    Every pair of photos is scored: same person (genuine) and different people (impostor).
+    The threshold is the lowest whose measured false accept rate is at most --far; the output
+    says how many pairs stand behind it and warns when they are too few.
+    """
+    from siamese.runtime.calibration import calibrate_folder, save_site
+
+    setup_logging(verbose)
+    verifier = build_verifier(model, providers, cache_dir, key_file)
+    site = calibrate_folder(verifier, folder, far)
+    save_site(site, out, verifier.key)
+    emit({"site": str(out), "threshold": round(site.threshold, 4),
+          "model_threshold": round(verifier.embedder.info.threshold, 4), "target_far": far,
+          "measured_far": site.measured_far, "tar": round(site.tar, 4),
+          "genuine_pairs": site.genuine_pairs, "impostor_pairs": site.impostor_pairs,
+          "people": site.people, "images": site.images, "skipped_images": site.skipped_images,
+          "warning": site.warning})
+    if site.warning:
+        click.echo(f"warning: {site.warning}", err=True)
+
+
+@click.command(cls=SiameseCommand)
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="embeddings.npz (paths, faces, boxes, embeddings) or embeddings.csv.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True,
+              help="Faces per onnxruntime call.")
+@click.option("--all-faces", is_flag=True,
+              help="Every face of each image [default: its dominant face].")
+@model_option
+@providers_option
+@verbose_option
+def embed_main(folder, out, batch_size, all_faces, model, providers, verbose):
+    """Embeddings of every image under FOLDER (recursive), for your own pipelines."""
+    from siamese.runtime.batch import embed_folder, write_table
+
+    setup_logging(verbose)
+    verifier = build_verifier(model, providers, None, None)
+    started = time.perf_counter()
+    table = embed_folder(verifier, folder, batch_size, all_faces)
+    seconds = time.perf_counter() - started
+    write_table(table, out, verifier.dim, verifier.embedder.fingerprint)
+    for path, reason in table.skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    emit({"out": str(out), "faces": len(table.embeddings), "skipped_images": len(table.skipped),
+          "seconds": round(seconds, 2),
+          "images_per_s": round((len(set(table.paths)) + len(table.skipped)) / max(seconds, 1e-9),
+                                1)})

@@ -1,0 +1,245 @@
+"""`siamese-gallery` (enrol many people into one SQLite gallery) and `siamese-identify` (who is
+this? every face of an image, a folder, a video or a camera against a gallery)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import click
+from siamese.runtime.cli_options import (
+    build_verifier,
+    cache_option,
+    emit,
+    key_option,
+    model_option,
+    precision_option,
+    providers_option,
+    site_option,
+    threshold_option,
+    verbose_option,
+)
+from siamese.runtime.cli_support import (
+    EXIT_OK,
+    EXIT_USAGE,
+    FiniteFloat,
+    SiameseCommand,
+    SiameseGroup,
+    setup_logging,
+)
+from siamese.runtime.errors import ConfigError, SiameseError
+
+gallery_argument = click.argument("gallery", type=click.Path(path_type=Path))
+
+
+def _open(gallery, model, providers, cache_dir, key_file, create=False, site=None,
+          threshold=None):
+    from siamese.runtime.gallery import Gallery
+    from siamese.runtime.verifier import VerifyConfig
+
+    verifier = build_verifier(model, providers, cache_dir, key_file,
+                              VerifyConfig(threshold=threshold), site)
+    return verifier, Gallery.open(gallery, verifier, create=create)
+
+
+def _warn_lookalikes(index, names: set[str], threshold: float, margin: float,
+                     precision: int) -> None:
+    for first, second, score in index.lookalikes(threshold - margin):
+        if first in names or second in names:
+            emit({"warning": "lookalike", "names": [first, second],
+                  "score": round(score, precision), "threshold": round(threshold, 4),
+                  "message": f"{first} and {second} score {score:.3f} against each other, within "
+                             f"{margin:g} of the threshold: either may be taken for the other"})
+
+
+@click.group(cls=SiameseGroup)
+def gallery_main() -> None:
+    """Manage a gallery of enrolled people (one SQLite file)."""
+
+
+@gallery_main.command()
+@gallery_argument
+@click.argument("name")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--replace", is_flag=True, help="Replace NAME if already enrolled.")
+@click.option("--lookalike-margin", type=FiniteFloat(0, 1), default=0.05, show_default=True,
+              help="Warn when two people score within this margin of the threshold.")
+@model_option
+@providers_option
+@cache_option
+@key_option
+@site_option
+@precision_option
+@verbose_option
+def add(gallery, name, images, replace, lookalike_margin, model, providers, cache_dir, key_file,
+        site, precision, verbose):
+    """Enrol NAME from IMAGES (files or folders of one person) into GALLERY."""
+    setup_logging(verbose)
+    verifier, store = _open(gallery, model, providers, cache_dir, key_file, True, site)
+    with store:
+        template = verifier.enroll(name, images)
+        store.add(template, replace=replace)
+        emit({"name": name, "status": "enrolled", "images": len(template.embeddings)})
+        _warn_lookalikes(store.index(), {name}, verifier.threshold, lookalike_margin, precision)
+
+
+@gallery_main.command(name="import")
+@gallery_argument
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--replace", is_flag=True, help="Replace people already enrolled.")
+@click.option("--lookalike-margin", type=FiniteFloat(0, 1), default=0.05, show_default=True)
+@model_option
+@providers_option
+@cache_option
+@key_option
+@site_option
+@precision_option
+@verbose_option
+def import_folder(gallery, folder, replace, lookalike_margin, model, providers, cache_dir,
+                  key_file, site, precision, verbose):
+    """Enrol every FOLDER/<person>/<images> into GALLERY (one JSON line per person).
+
+    People whose photos cannot be enrolled are reported and skipped; the exit status is then 2.
+    """
+    setup_logging(verbose)
+    if not folder.is_dir():
+        raise ConfigError(f"no such folder: {folder}")
+    verifier, store = _open(gallery, model, providers, cache_dir, key_file, True, site)
+    enrolled, skipped = set(), 0
+    with store:
+        for person in sorted(p for p in folder.iterdir() if p.is_dir()):
+            try:
+                store.add(verifier.enroll(person.name, [person]), replace=replace)
+            except SiameseError as exc:
+                skipped += 1
+                emit({"name": person.name, "status": "skipped", "reason": str(exc)})
+                continue
+            enrolled.add(person.name)
+            emit({"name": person.name, "status": "enrolled"})
+        _warn_lookalikes(store.index(), enrolled, verifier.threshold, lookalike_margin,
+                         precision)
+    if skipped:
+        click.echo(f"error: {skipped} of {skipped + len(enrolled)} people skipped (reasons "
+                   f"above)", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@gallery_main.command(name="list")
+@gallery_argument
+@model_option
+@key_option
+@verbose_option
+def list_people(gallery, model, key_file, verbose):
+    """The people in GALLERY (each row's signature is checked)."""
+    setup_logging(verbose)
+    _, store = _open(gallery, model, None, None, key_file)
+    with store:
+        for template in store.templates():
+            emit({"name": template.name, "images": len(template.embeddings)})
+
+
+@gallery_main.command()
+@gallery_argument
+@click.argument("name")
+@model_option
+@key_option
+@verbose_option
+def remove(gallery, name, model, key_file, verbose):
+    """Remove NAME from GALLERY (exit 1 when NAME was not enrolled)."""
+    setup_logging(verbose)
+    _, store = _open(gallery, model, None, None, key_file)
+    with store:
+        found = store.remove(name)
+    emit({"name": name, "status": "removed" if found else "not_found"})
+    sys.exit(EXIT_OK if found else 1)
+
+
+@click.command(cls=SiameseCommand)
+@click.option("--gallery", required=True, type=click.Path(path_type=Path),
+              help="Gallery from siamese-gallery.")
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--camera", "source", help="Camera index, video file or stream URL.")
+@click.option("--top-k", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of JSON lines.")
+@click.option("--timeout", type=FiniteFloat(0, 86_400, low_open=True),
+              help="Stop a camera or stream after this many seconds [default: 30].")
+@click.option("--open-timeout", type=FiniteFloat(0, 3600), default=10.0, show_default=True)
+@model_option
+@providers_option
+@cache_option
+@key_option
+@threshold_option
+@site_option
+@precision_option
+@verbose_option
+def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout, model,
+                  providers, cache_dir, key_file, threshold, site, precision, verbose):
+    """Who is in INPUTS (images or folders, searched recursively) or in --camera?
+
+    Every face is searched in the gallery; one row per face: its box, the best match or
+    "unknown" (below the FAR-calibrated threshold, or failing the quality gate), and the top-k
+    candidates. Exit 0 when at least one face was named, 1 when none was.
+    """
+    from siamese.runtime.batch import images_under
+    from siamese.runtime.identify import UNKNOWN, identify_faces
+    from siamese.runtime.imageio import read_image
+
+    setup_logging(verbose)
+    if bool(inputs) == bool(source):
+        raise ConfigError("give images or folders, or --camera SOURCE (not both)")
+    verifier, store = _open(gallery, model, providers, cache_dir, key_file, site=site,
+                            threshold=threshold)
+    with store:
+        index = store.index()
+    if not len(index):
+        raise ConfigError(f"gallery {gallery} has nobody enrolled")
+    writer = _Rows(as_csv, precision)
+    named = False
+
+    def report(name: str, frame: int, image) -> None:
+        nonlocal named
+        for identity in identify_faces(verifier, image, index, top_k):
+            named |= identity.identity != UNKNOWN
+            writer.row(name, frame, identity)
+
+    if source:
+        from siamese.runtime.session import TimedFrames
+        from siamese.runtime.sources import open_source
+
+        with open_source(source, open_timeout) as stream:
+            frames = TimedFrames(stream, timeout if timeout or not stream.live else 30.0)
+            for frame in frames:
+                report(source, frame.index, frame.image)
+    else:
+        for item in inputs:
+            paths = list(images_under(item)) if item.is_dir() else [item]
+            for path in paths:
+                try:
+                    report(str(path), 0, read_image(path))
+                except SiameseError as exc:
+                    if not item.is_dir():
+                        raise
+                    click.echo(f"skipped {path}: {exc}", err=True)
+    sys.exit(EXIT_OK if named else 1)
+
+
+class _Rows:
+    """JSON lines or CSV rows, one per face."""
+
+    def __init__(self, as_csv: bool, precision: int) -> None:
+        self.precision = precision
+        self.csv = csv.writer(sys.stdout) if as_csv else None
+        if self.csv:
+            self.csv.writerow(["source", "frame", "face", "x", "y", "w", "h", "identity", "score",
+                               "candidates"])
+
+    def row(self, source: str, frame: int, identity) -> None:
+        data = identity.to_dict(self.precision)
+        if self.csv is None:
+            emit({"source": source, "frame": frame, **data})
+            return
+        candidates = ";".join(f"{c['name']}:{c['score']}" for c in data["candidates"])
+        self.csv.writerow([source, frame, data["face"], *data["box"], data["identity"],
+                           data["score"], candidates])
+        sys.stdout.flush()

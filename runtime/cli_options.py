@@ -1,0 +1,54 @@
+"""Options shared by the runtime's commands, and the verifier they build."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from siamese.runtime.cli_support import FiniteFloat
+
+model_option = click.option("--model", type=click.Path(path_type=Path),
+                            help="ONNX embedding model [default: the packaged model].")
+providers_option = click.option("--providers", help="onnxruntime providers, comma-separated "
+                                "(e.g. CUDAExecutionProvider,CPUExecutionProvider).")
+cache_option = click.option("--cache-dir", type=click.Path(path_type=Path),
+                            help="Reference-embedding cache [default: ~/.cache/siamese/refs].")
+key_option = click.option("--key-file", type=click.Path(path_type=Path), envvar="SIAMESE_KEY_FILE",
+                          help="Key that signs templates and cached embeddings [env "
+                               "SIAMESE_KEY_FILE; default ~/.config/siamese/template.key, "
+                               "created 0600 on first use].")
+verbose_option = click.option("-v", "--verbose", is_flag=True, help="Log details; tracebacks.")
+precision_option = click.option("--precision", type=click.IntRange(0, 8), default=4,
+                                show_default=True, help="Decimal places of scores.")
+site_option = click.option("--site", type=click.Path(path_type=Path), envvar="SIAMESE_SITE",
+                           help="Site calibration from siamese-calibrate: its threshold replaces "
+                                "the model's [env SIAMESE_SITE].")
+threshold_option = click.option("--threshold", type=FiniteFloat(),
+                                help="Override the threshold (cosine: between 0 and 1).")
+
+
+def _providers(text: str | None) -> list[str] | None:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def build_verifier(model, providers, cache_dir, key_file, config=None, site=None):
+    """A Verifier; a site calibration's threshold applies unless the config sets one."""
+    from siamese.runtime.calibration import load_site
+    from siamese.runtime.integrity import load_or_create_key
+    from siamese.runtime.verifier import Verifier
+
+    key = load_or_create_key(key_file)
+    verifier = Verifier.from_model(model, _providers(providers), config, cache_dir, key=key)
+    if site is not None and verifier.config.threshold is None:
+        calibration = load_site(site, verifier.embedder.fingerprint, key)
+        verifier.use_threshold(calibration.threshold)
+    return verifier
+
+
+def emit(event: dict) -> None:
+    click.echo(json.dumps(event, allow_nan=False))
+    sys.stdout.flush()
+
+
