@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import torch
 from siamese.export import variants
 from siamese.export.config import ExportConfig
 from siamese.export.faces import FaceSets, load_face_sets
 from siamese.export.onnx_export import export_fp32
 from siamese.export.parity import Parity, compare
+from siamese.export.torchscript import load_torchscript
 from siamese.runtime.embedder import Embedder, file_fingerprint
 from siamese.runtime.errors import ModelError
 from siamese.runtime.fileio import write_text_atomic
@@ -104,18 +103,6 @@ def _lfw_accuracy(embed: Callable[[np.ndarray], np.ndarray], faces: FaceSets, me
     return pair_accuracy(embed, faces.lfw_crops, faces.lfw_pairs, metric, threshold)
 
 
-def _torchscript_embedder(path: Path, info: ModelInfo) -> Callable[[np.ndarray], np.ndarray]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit is deprecated upstream
-        module = torch.jit.load(str(path))
-
-    def embed(crops: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(info.preprocess(crops))).numpy()
-
-    return embed
-
-
 def export_checkpoint(config: ExportConfig) -> ExportReport:
     """Write FP32 ONNX (always) and the requested variants; gate each against PyTorch.
 
@@ -153,7 +140,7 @@ def export_checkpoint(config: ExportConfig) -> ExportReport:
             variants.export_int8(fp32_path, info, path, info.preprocess(faces.calibration))
         else:
             variants.export_torchscript(model, info, path)
-        embed = (_torchscript_embedder(path, info) if name == "torchscript"
+        embed = (load_torchscript(path).embed if name == "torchscript"
                  else Embedder(path, providers=["CPUExecutionProvider"]).embed)
         accuracy = ((reference_accuracy, _lfw_accuracy(embed, faces, info.metric,
                                                        accuracy_threshold))

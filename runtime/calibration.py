@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from siamese.runtime.errors import ConfigError, ReferenceError, SiameseError
+from siamese.runtime.errors import ConfigError, IntegrityError, ReferenceError, SiameseError
 from siamese.runtime.fileio import read_regular_file, write_text_atomic
 from siamese.runtime.integrity import tag, verify_tag
 from siamese.runtime.model_info import check_threshold
@@ -93,6 +93,8 @@ def calibrate_folder(verifier: Verifier, folder: Path, target_far: float) -> Sit
             try:
                 embeddings.append(verifier.reference_embedding(image)[0])
                 labels.append(person.name)
+            except IntegrityError:
+                raise
             except SiameseError:
                 skipped += 1
     if len(set(labels)) < 2:

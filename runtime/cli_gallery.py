@@ -28,7 +28,7 @@ from siamese.runtime.cli_support import (
     SiameseGroup,
     setup_logging,
 )
-from siamese.runtime.errors import ConfigError, SiameseError
+from siamese.runtime.errors import ConfigError, IntegrityError, SiameseError
 
 gallery_argument = click.argument("gallery", type=click.Path(path_type=Path))
 
@@ -111,6 +111,8 @@ def import_folder(gallery, folder, replace, lookalike_margin, model, providers, 
         for person in sorted(p for p in folder.iterdir() if p.is_dir()):
             try:
                 store.add(verifier.enroll(person.name, [person]), replace=replace)
+            except IntegrityError:
+                raise
             except SiameseError as exc:
                 skipped += 1
                 emit({"name": person.name, "status": "skipped", "reason": str(exc)})

@@ -14,7 +14,8 @@ model_option = click.option("--model", type=click.Path(path_type=Path),
 providers_option = click.option("--providers", help="onnxruntime providers, comma-separated "
                                 "(e.g. CUDAExecutionProvider,CPUExecutionProvider).")
 cache_option = click.option("--cache-dir", type=click.Path(path_type=Path),
-                            help="Reference-embedding cache [default: ~/.cache/siamese/refs].")
+                            help="Reference-embedding cache [default: $SIAMESE_CACHE/refs or "
+                                 "~/.cache/siamese/refs].")
 key_option = click.option("--key-file", type=click.Path(path_type=Path), envvar="SIAMESE_KEY_FILE",
                           help="Key that signs templates and cached embeddings [env "
                                "SIAMESE_KEY_FILE; default ~/.config/siamese/template.key, "

@@ -47,6 +47,12 @@ def check_graph(session: ort.InferenceSession, info: ModelInfo, source: str) -> 
                          f"embedding_dim {info.embedding_dim}")
 
 
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript files are zip archives (.pt); ONNX files are protobuf."""
+    with open(path, "rb") as handle:
+        return path.suffix in (".pt", ".pth") or handle.read(2) == b"PK"
+
+
 class Embedder:
     """An exported embedding model run by onnxruntime.
 
@@ -59,6 +65,11 @@ class Embedder:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"model file not found: {self.path}")
+        if _is_torchscript(self.path):
+            raise ModelError(f"{self.path} is a TorchScript file: the runtime runs the ONNX "
+                             f"exports (model.onnx, model.int8.onnx); to use TorchScript from "
+                             f"Python, siamese.export.torchscript.load_torchscript (needs "
+                             f"siamese-edge[train])")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3

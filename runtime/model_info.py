@@ -117,6 +117,12 @@ class ModelInfo:
         except ModelError as exc:
             raise ModelError(f"{source}: {exc}") from None
 
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "model") -> ModelInfo:
+        """The inverse of `to_dict` (used by the TorchScript export's extra file)."""
+        return cls.from_metadata({METADATA_PREFIX + key: json.dumps(value)
+                                  for key, value in data.items()}, source)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["preprocess"] = self.preprocess.to_dict()

@@ -8,6 +8,7 @@ finite values, non-zero vectors, the model, then the tag.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -150,9 +151,11 @@ class EmbeddingCache:
 
     def __init__(self, root: Path, key: bytes) -> None:
         self.root, self.key = Path(root), key
+        # entries made under another key are other entries (a miss), not tampered ones
+        self.key_id = hashlib.sha256(b"siamese-cache-key-id" + key).hexdigest()[:8]
 
     def _path(self, image_sha256: str, model_fingerprint: str) -> Path:
-        return self.root / f"{model_fingerprint[:16]}-{image_sha256[:32]}.json"
+        return self.root / f"{model_fingerprint[:16]}-{image_sha256[:32]}-{self.key_id}.json"
 
     @staticmethod
     def _parts(image_sha256: str, model_fingerprint: str, embedding: np.ndarray) -> tuple:

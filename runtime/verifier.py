@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -135,6 +136,12 @@ class Comparison:
                 "threshold": round(self.threshold, max(precision, 4))}
 
 
+def default_reference_cache() -> Path:
+    """$SIAMESE_CACHE/refs, else ~/.cache/siamese/refs."""
+    root = os.environ.get("SIAMESE_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "siamese") / "refs"
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -155,8 +162,7 @@ class Verifier:
         if self.config.threshold is not None:
             check_threshold(self.config.threshold, embedder.info.metric, "threshold")
         self.key = key if key is not None else load_or_create_key()
-        self.cache = EmbeddingCache(cache_dir or Path.home() / ".cache" / "siamese" / "refs",
-                                    self.key)
+        self.cache = EmbeddingCache(cache_dir or default_reference_cache(), self.key)
 
     @classmethod
     def from_model(cls, path: str | Path | None = None, providers: Sequence[str] | None = None,

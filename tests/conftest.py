@@ -28,6 +28,7 @@ def installation_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     user's own (subprocesses inherit it through SIAMESE_KEY_FILE)."""
     path = tmp_path_factory.mktemp("key") / "template.key"
     os.environ["SIAMESE_KEY_FILE"] = str(path)
+    os.environ.setdefault("SIAMESE_CACHE", str(tmp_path_factory.mktemp("siamese-cache")))
     return path
 
 

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -69,17 +71,28 @@ def test_onnx_matches_pytorch_and_metadata_round_trips(exported, checkpoint, min
 
 
 def test_torchscript_loads_and_matches(exported, checkpoint, mini_faces):
+    """The documented loader: metadata from the file, embeddings equal to PyTorch's."""
+    from siamese.export.torchscript import load_torchscript
+
     out, _ = exported
     state = load_checkpoint(checkpoint)
     info = model_info(state, checkpoint)
     crops = np.stack([np.asarray(mini_faces.crops[r.row]) for r in mini_faces.records[:8]])
-    extra = {"siamese.json": ""}
-    module = torch.jit.load(str(out / "model.torchscript.pt"), _extra_files=extra)
-    assert json.loads(extra["siamese.json"])["arch"] == "edge-resnet-s"
-    with torch.no_grad():
-        scripted = module(torch.from_numpy(info.preprocess(crops))).numpy()
+    model = load_torchscript(out / "model.torchscript.pt")
+    assert model.info.arch == "edge-resnet-s" and model.info.variant == "torchscript"
+    assert model.info.threshold == info.threshold
     reference = crop_embedder(build_model(state), info.preprocess, "cpu")(crops)
-    np.testing.assert_allclose(scripted, reference, atol=1e-5)
+    np.testing.assert_allclose(model.embed(crops), reference, atol=1e-5)
+
+
+def test_runtime_points_a_torchscript_model_to_the_loader(exported, tmp_path):
+    out, _ = exported
+    result = subprocess.run([sys.executable, "-c", "from siamese.runtime.cli import "
+                             "compare_main; compare_main()", "--model",
+                             str(out / "model.torchscript.pt"), "a.jpg", "b.jpg"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "load_torchscript" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_a_damaged_variant_fails_its_gate_and_is_removed(checkpoint, tmp_path, monkeypatch):
