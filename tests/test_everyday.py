@@ -114,9 +114,9 @@ def test_identify_on_a_video_decides_per_frame(gallery, tmp_path):
     writer.release()
     result = run("identify", "--gallery", str(gallery), "--threshold", threshold(), "--camera",
                  str(video))
-    rows = lines(result)
-    assert [row["frame"] for row in rows] == [0, 1, 2]
-    assert all(row["identity"] == "Joschka_Fischer" for row in rows)
+    largest = [row for row in lines(result) if row["face"] == 0]  # this photo has a bystander
+    assert [row["frame"] for row in largest] == [0, 1, 2]
+    assert all(row["identity"] == "Joschka_Fischer" for row in largest)
 
 
 def test_lookalikes_are_warned_about(tmp_path):
