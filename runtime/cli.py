@@ -90,6 +90,7 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
     usage; 3: internal error.
     """
     from siamese.runtime.imageio import read_image
+    from siamese.runtime.session import small_face_hint
     from siamese.runtime.sources import open_source
     from siamese.runtime.verifier import VerifyConfig
 
@@ -104,7 +105,9 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
         decision = verifier.verify(read_image(image), template)
         decision.verified = decision.match
         emit(decision.to_dict(precision))
-        _final("verified" if decision.match else "not_verified", verifier.threshold, precision)
+        small = decision.quality is not None and "small" in decision.quality.flags
+        _final("verified" if decision.match else "not_verified", verifier.threshold, precision,
+               small_face_hint(decision.quality.face_px, min_face) if small else None)
         sys.exit(EXIT_OK if decision.match else EXIT_NOT_VERIFIED)
 
     display = None
@@ -127,13 +130,17 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
         finally:
             if display is not None:
                 display.close()
-    _final(session.outcome, verifier.threshold, precision)
+    _final(session.outcome, verifier.threshold, precision, session.hint())
     sys.exit(EXIT_OK if session.verified else EXIT_NOT_VERIFIED)
 
 
-def _final(outcome: str, threshold: float, precision: int) -> None:
-    emit({"time": round(time.time(), 3), "final": True, "decision": outcome,
-           "threshold": round(threshold, max(precision, 4))})
+def _final(outcome: str, threshold: float, precision: int, hint: str | None = None) -> None:
+    event = {"time": round(time.time(), 3), "final": True, "decision": outcome,
+             "threshold": round(threshold, max(precision, 4))}
+    if hint:
+        event["hint"] = hint
+        click.echo(f"note: {hint}", err=True)
+    emit(event)
 
 
 @click.command(cls=SiameseCommand)

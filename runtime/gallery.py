@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from siamese.runtime.errors import ReferenceError, StorageError
+from siamese.runtime.errors import ConfigError, MissingExtraError, ReferenceError, StorageError
 from siamese.runtime.fileio import make_private_dirs
 from siamese.runtime.references import Template
 
@@ -87,6 +87,44 @@ class GalleryIndex:
         pairs = [(self.names[a], self.names[b], float(scores[a, b]))
                  for a, b in zip(first[close], second[close], strict=True)]
         return sorted(pairs, key=lambda pair: -pair[2])
+
+
+class FaissIndex(GalleryIndex):
+    """The same search through FAISS (`pip install "siamese-edge[faiss]"`), cosine models only.
+
+    `kind="flat"` is exact (IndexFlatIP); `kind="hnsw"` is an approximate graph index
+    (IndexHNSWFlat, M=32) for galleries where one exact matrix product per query is too slow;
+    tools/bench_gallery.py measures both against numpy, with HNSW's recall.
+    """
+
+    def __init__(self, names: list[str], means: np.ndarray, metric: str,
+                 kind: str = "hnsw") -> None:
+        try:
+            import faiss
+        except ModuleNotFoundError:
+            raise MissingExtraError('the faiss index needs faiss: pip install '
+                                    '"siamese-edge[faiss]"') from None
+        if metric != "cosine":
+            raise ConfigError("the faiss index serves cosine models only")
+        super().__init__(names, means, metric)
+        dim = self.means.shape[1]
+        if kind == "flat":
+            self.faiss = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            self.faiss = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            self.faiss.hnsw.efSearch = 64
+        else:
+            raise ConfigError(f"unknown faiss index kind {kind!r} (flat or hnsw)")
+        self.faiss.add(self.means)
+
+    def search(self, queries: np.ndarray, k: int = 1) -> list[list[Match]]:
+        queries = np.ascontiguousarray(np.asarray(queries, dtype=np.float32).reshape(
+            -1, self.means.shape[1]))
+        if not len(self):
+            return [[] for _ in queries]
+        scores, ids = self.faiss.search(queries, min(k, len(self)))
+        return [[Match(self.names[i], float(score)) for i, score in zip(row_ids, row, strict=True)
+                 if i >= 0] for row_ids, row in zip(ids, scores, strict=True)]
 
 
 class Gallery:

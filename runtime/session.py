@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,9 @@ class VerificationSession:
         self.verifier, self.template, self.source = verifier, template, source
         self.outcome: str | None = None
         self.frame: Frame | None = None  # the frame of the latest decision
+        self.rejected: Counter[str] = Counter()  # quality flags of faces not counted
+        self.largest_face_px = 0.0
+        self.scored_frames = 0
 
     @property
     def verified(self) -> bool:
@@ -93,9 +97,24 @@ class VerificationSession:
         for frame in self.frames:
             self.frame = frame
             decision = self.verifier.decide(frame.image, self.template, vote, frame.index)
+            self.scored_frames = decision.scored_frames
+            if decision.quality is not None:
+                self.rejected.update(decision.quality.flags)
+                self.largest_face_px = max(self.largest_face_px, decision.quality.face_px)
             yield decision
             if decision.verified:
                 self.outcome = "verified"
                 return
         if self.frames.timed_out:
             self.outcome = "timeout"
+
+    def hint(self) -> str | None:
+        """Why nothing could be decided, when faces were seen but all were too small."""
+        if self.scored_frames or not self.rejected["small"]:
+            return None
+        return small_face_hint(self.largest_face_px, self.verifier.config.quality.min_face_px)
+
+
+def small_face_hint(largest_px: float, min_face_px: float) -> str:
+    return (f"faces were smaller than --min-face {min_face_px:g} px (largest "
+            f"{largest_px:.0f} px): come closer to the camera, or lower --min-face")

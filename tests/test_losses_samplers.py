@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from siamese.runtime.errors import DatasetError
 from siamese.train.losses import (
     MarginSoftmax,
     OnlineTripletLoss,
@@ -72,7 +73,7 @@ def test_triplet_sampler_never_loops_on_singletons_and_keeps_its_ratio():
 
 
 def test_triplet_sampler_rejects_data_without_pairs():
-    with pytest.raises(ValueError, match="two images"):
+    with pytest.raises(DatasetError, match="two images"):
         TripletSampler(np.array([0, 1, 2]))
 
 

@@ -246,3 +246,15 @@ def test_compare_api_takes_paths_or_frames(tmp_path):
     assert by_path.threshold == verifier.threshold
     assert abs(by_path.score - by_frame.score) < 0.05
     assert verifier.compare(PERSON_A[0], PERSON_B[0]).score < by_path.score
+
+
+def test_faces_too_small_are_named_with_the_option(tmp_path):
+    """Every face under --min-face: the final line says so and names the option."""
+    store = tmp_path / "andy.json"
+    assert run_cli("enroll", "andy", str(PERSON_A[0]), "--store", str(store),
+                   cache=tmp_path).returncode == 0
+    result = run_cli("verify", "--ref", str(store), "--image", str(PERSON_A[2]),
+                     "--min-face", "400", cache=tmp_path)
+    final = events(result)[-1]
+    assert result.returncode == 1 and "--min-face 400" in final["hint"]
+    assert result.stderr.startswith("note: faces were smaller than --min-face")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from siamese.runtime import Preprocess
+from siamese.runtime.errors import ConfigError
 from siamese.train.checkpoint import build_model, load_checkpoint
 from siamese.train.config import PRESETS
 from siamese.train.data import FaceTensors, normalize, to_unit_range
@@ -147,7 +148,7 @@ def test_morph_distillation_trains_and_never_uses_held_out_people(mini_faces, tm
 
 def test_morphs_need_the_teacher_of_the_training_images(tmp_path):
     config = PRESETS["edge"].updated(distill_morphs=str(tmp_path / "morphs.npz"))
-    with pytest.raises(ValueError, match="--distill"):
+    with pytest.raises(ConfigError, match="--distill"):
         config.validate()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 from siamese.runtime.cli_support import SiameseCommand, setup_logging
-from siamese.runtime.errors import DatasetError, SiameseError
+from siamese.runtime.errors import DatasetError
 from siamese.train.config import PRESETS, TrainConfig
 
 lfw_option = click.option("--lfw-root", type=click.Path(path_type=Path), envvar="SIAMESE_LFW_ROOT",
@@ -108,10 +108,7 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
     else:
         config = preset_config(preset, **overrides)
         out = out or Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        config.validate()
-    except ValueError as exc:
-        raise SiameseError(str(exc)) from None
+    config.validate()
     faces, records, source, _ = open_faces(lfw_root, folder, cache_dir, quiet, faces_dir)
     trainer = Trainer(config, faces, records, out, source, progress=not quiet)
     if resume_dir is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from siamese.runtime.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -56,16 +58,16 @@ class TrainConfig:
                    "schedule": ("constant", "cosine")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
         if self.loss == "none" and self.head is None and self.distill is None:
-            raise ValueError("loss 'none' needs a margin-softmax head or a teacher to distil")
+            raise ConfigError("loss 'none' needs a margin-softmax head or a teacher to distil")
         if self.distill_morphs is not None and self.distill is None:
-            raise ValueError("morph targets need the teacher's embeddings of the training images "
+            raise ConfigError("morph targets need the teacher's embeddings of the training images "
                              "too (--distill)")
         if self.distill_morphs is not None and self.loss == "triplet":
-            raise ValueError("morph distillation needs batches of images, not fixed triplets")
+            raise ConfigError("morph distillation needs batches of images, not fixed triplets")
         if not 0 < self.val_fraction < 1:
-            raise ValueError("val_fraction must lie between 0 and 1")
+            raise ConfigError("val_fraction must lie between 0 and 1")
 
 
 # Edge recipe distilled from dlib's ResNet descriptor (tools/teacher_embeddings.py): every

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from siamese.runtime.errors import ConfigError
 from siamese.runtime.preprocess import Preprocess
 from torch import nn
 
@@ -66,7 +67,7 @@ def create_backbone(name: str, embedding_dim: int = 128, l2_normalize: bool = Tr
                     **kwargs) -> EmbeddingModel:
     """Build a registered architecture, e.g. `create_backbone("seed")`."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(_REGISTRY)}")
+        raise ConfigError(f"unknown architecture {name!r}; choose from {', '.join(_REGISTRY)}")
     factory, _ = _REGISTRY[name]
     return EmbeddingModel(factory(embedding_dim=embedding_dim, **kwargs), l2_normalize)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+from siamese.runtime.errors import DatasetError
 
 
 def group_by_label(labels: np.ndarray) -> dict[int, np.ndarray]:
@@ -24,16 +25,16 @@ class TripletSampler:
 
     def __init__(self, labels: np.ndarray, negatives_per_positive: int = 1, seed: int = 0) -> None:
         if negatives_per_positive < 1:
-            raise ValueError("negatives_per_positive must be at least 1")
+            raise DatasetError("negatives_per_positive must be at least 1")
         self.labels = np.asarray(labels)
         self.negatives_per_positive = negatives_per_positive
         self.rng = np.random.default_rng(seed)
         self.groups = group_by_label(self.labels)
         self.anchors = np.array([i for g in self.groups.values() if len(g) >= 2 for i in g])
         if len(self.anchors) == 0:
-            raise ValueError("no identity has two images: cannot form triplets")
+            raise DatasetError("no identity has two images: cannot form triplets")
         if len(self.groups) < 2:
-            raise ValueError("triplets need at least two identities")
+            raise DatasetError("triplets need at least two identities")
 
     def __len__(self) -> int:
         return len(self.anchors) * self.negatives_per_positive
@@ -66,7 +67,7 @@ class PKSampler:
         self.groups = {label: g for label, g in group_by_label(self.labels).items()
                        if len(g) >= 2}
         if len(self.groups) < p:
-            raise ValueError(f"P x K batches need {p} identities with two images; "
+            raise DatasetError(f"P x K batches need {p} identities with two images; "
                              f"found {len(self.groups)}")
         self.batches_per_epoch = max(1, sum(len(g) for g in self.groups.values()) // (p * k))
 
