@@ -446,10 +446,16 @@ def test_edited_cache_entry_is_refused(tmp_path):
 
 
 def test_cache_entries_are_tied_to_the_key(tmp_path):
+    """Another key's entries are misses (never used, never an error); a copy of an entry
+    renamed to pass for this key's is refused."""
     cache = EmbeddingCache(tmp_path, b"a" * 32)
     cache.put("1" * 64, "2" * 64, np.ones(128, np.float32))
+    other = EmbeddingCache(tmp_path, b"b" * 32)
+    assert other.get("1" * 64, "2" * 64, 128) is None
+    (entry,) = tmp_path.glob("*.json")
+    entry.rename(other._path("1" * 64, "2" * 64))
     with pytest.raises(IntegrityError):
-        EmbeddingCache(tmp_path, b"b" * 32).get("1" * 64, "2" * 64, 128)
+        other.get("1" * 64, "2" * 64, 128)
 
 
 # --- storage ------------------------------------------------------------------------------
