@@ -22,6 +22,7 @@ from siamese.runtime.errors import ModelError
 @dataclass
 class BenchRow:
     name: str
+    arch: str
     variant: str
     size_mb: float
     provider: str
@@ -52,7 +53,8 @@ def bench_model(path: Path, providers: list[str] | None, threads: int, repeats: 
     single = time_runs(lambda: embedder.run(one), repeats)
     batched = time_runs(lambda: embedder.run(batch), max(5, repeats // 4))
     accuracy = lfw_eval(embedder) if lfw_eval else None
-    return BenchRow(path.name, embedder.info.variant, path.stat().st_size / 1e6,
+    return BenchRow(path.name, embedder.info.arch, embedder.info.variant,
+                    path.stat().st_size / 1e6,
                     embedder.providers[0].replace("ExecutionProvider", ""), 1e3 * single,
                     32 / batched, accuracy)
 
@@ -78,13 +80,16 @@ def lfw_view1(lfw_root: Path, cache_dir: Path | None):
 
 
 def format_rows(rows: list[BenchRow], threads: int) -> str:
-    header = (f"{'file':<28} {'variant':<8} {'size MB':>8} {'provider':>9} {'ms/face b1':>11} "
-              f"{'faces/s b32':>12} {'LFW View 1':>10}")
+    header = (f"{'file':<28} {'arch':<16} {'variant':<8} {'size MB':>8} {'provider':>9} "
+              f"{'ms/face b1':>11} {'vs first':>9} {'faces/s b32':>12} {'LFW View 1':>10}")
     lines = [header, "-" * len(header)]
     for r in rows:
         acc = f"{100 * r.lfw_accuracy:.2f}%" if r.lfw_accuracy is not None else "-"
-        lines.append(f"{r.name:<28} {r.variant:<8} {r.size_mb:>8.2f} {r.provider:>9} "
-                     f"{r.ms_per_face:>11.2f} {r.faces_per_s:>12.0f} {acc:>10}")
+        ratio = f"{r.ms_per_face / rows[0].ms_per_face:.2f}x"
+        lines.append(f"{r.name:<28} {r.arch[:16]:<16} {r.variant:<8} {r.size_mb:>8.2f} "
+                     f"{r.provider:>9} {r.ms_per_face:>11.2f} {ratio:>9} {r.faces_per_s:>12.0f} "
+                     f"{acc:>10}")
+    lines.append("vs first: this row's ms per face over the first row's (measured in this run).")
     lines.append(f"onnxruntime threads: {threads or f'auto ({os.cpu_count()} cores)'}; "
                  "latency: median after warm-up. FP16 is a GPU artefact: the CPU provider "
                  "inserts casts, so it gains nothing over FP32 there and often runs slower.")

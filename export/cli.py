@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import SiameseCommand, setup_logging
+from siamese.runtime.cli_support import FiniteFloat, SiameseCommand, setup_logging
 
 
 @click.command(cls=SiameseCommand)
@@ -59,3 +59,59 @@ def main(checkpoint, out_dir, fp16, int8, torchscript, opset, calib_dir, lfw_roo
                        f"{'; '.join(result.parity.failures)}", err=True)
     click.echo(f"report: {out_dir / 'export_report.json'}")
     sys.exit(0 if report.passed else 1)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(parse_number(v)) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def parse_number(text: str) -> float:
+    """A number, or a fraction written as A/B (e.g. 1/255)."""
+    top, _, bottom = text.strip().partition("/")
+    return float(top) / float(bottom) if bottom else float(top)
+
+
+@click.command(cls=SiameseCommand)
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for model.onnx (e.g. exports/sface).")
+@click.option("--name", required=True, help="Model name recorded as its arch, e.g. sface.")
+@click.option("--provenance", required=True,
+              help="Where the model comes from and its licence (stored in the metadata).")
+@click.option("--size", default=112, show_default=True, type=click.IntRange(8, 1024))
+@click.option("--color", type=click.Choice(["rgb", "gray"]), default="rgb", show_default=True)
+@click.option("--mean", default="0.5,0.5,0.5", show_default=True,
+              help="Per channel, on pixels scaled to 0-1.")
+@click.option("--std", default="0.5,0.5,0.5", show_default=True,
+              help="Per channel, on pixels scaled to 0-1 (1/255 gives raw 0-255 pixels).")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), default="NCHW",
+              show_default=True)
+@click.option("--far", type=FiniteFloat(0, 1, low_open=True), default=1e-3, show_default=True)
+@click.option("--lfw-root", type=click.Path(path_type=Path), envvar="SIAMESE_LFW_ROOT",
+              help="Calibrate on LFW's training people (peopleDevTrain).")
+@click.option("--calib", "calib_dir", type=click.Path(path_type=Path),
+              help="Or on your own faces, ROOT/<person>/<images>.")
+@click.option("--cache-dir", type=click.Path(path_type=Path))
+@click.option("-v", "--verbose", is_flag=True)
+def import_main(model, out_dir, name, provenance, size, color, mean, std, layout, far, lfw_root,
+                calib_dir, cache_dir, verbose):
+    """Wrap a third-party ONNX embedder (MODEL) with siamese-edge metadata, so siamese-verify
+    --model, siamese-eval and siamese-bench use it like our own exports."""
+    from siamese.export.faces import held_out_faces
+    from siamese.export.import_model import ImportConfig, import_onnx
+    from siamese.runtime.preprocess import Preprocess
+
+    setup_logging(verbose)
+    spec = Preprocess(size=size, color=color, mean=_floats(mean), std=_floats(std),
+                      layout=layout)
+    crops, labels = held_out_faces(lfw_root, calib_dir, cache_dir)
+    config = ImportConfig(Path(model), Path(out_dir), name, spec, provenance, far)
+    path, calibration = import_onnx(config, crops, labels)
+    click.echo(f"{path}: FAR {far:g} threshold {calibration['far_threshold']:.4f}, balanced "
+               f"accuracy threshold {calibration['accuracy_threshold']:.4f}, held-out AUC "
+               f"{calibration['val_auc']:.4f} over {calibration['val_genuine_pairs']:,} genuine "
+               f"and {calibration['val_impostor_pairs']:,} impostor pairs")
+

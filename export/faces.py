@@ -57,3 +57,26 @@ def load_face_sets(lfw_root: Path | None, calib_dir: Path | None, cache_dir: Pat
                         np.stack([faces.crop(r.path) for r in parity]))
     raise DatasetError("real faces are needed for calibration and parity: give --lfw-root DIR "
                        "or --calib DIR (faces as ROOT/<person>/<images>)")
+
+
+def held_out_faces(lfw_root: Path | None, calib_dir: Path | None,
+                   cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """(crops, integer person labels) to calibrate an imported model's thresholds on: LFW's training
+    side (peopleDevTrain, never its test people) or a folder ROOT/<person>/<images>."""
+    if lfw_root is not None:
+        lfw = LFW(lfw_root)
+        faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir, progress=False)
+        records = faces.select(set(lfw.view1_train_people))
+    elif calib_dir is not None:
+        faces, _ = face_cache.prepare("folder", calib_dir, read_folder(calib_dir), cache_dir,
+                                      progress=False)
+        records = faces.select()
+    else:
+        raise DatasetError("held-out faces are needed for the thresholds: give --lfw-root DIR "
+                           "or --calib DIR (faces as ROOT/<person>/<images>)")
+    labels = np.array([r.identity for r in records])
+    if len(set(labels.tolist())) < 2 or len(labels) == len(set(labels.tolist())):
+        raise DatasetError("the held-out faces need two or more people and some person with "
+                           "two or more photos")
+    return (np.stack([faces.crop(r.path) for r in records]),
+            np.unique(labels, return_inverse=True)[1])

@@ -86,7 +86,10 @@ class Embedder:
         self.info = ModelInfo.from_metadata(metadata, source=str(self.path))
         check_graph(self.session, self.info, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
-        self.batch_size = batch_size
+        fixed = self.session.get_inputs()[0].shape[0]
+        # a graph with a fixed batch size (some third-party models) is fed exactly that many
+        self.fixed_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
+        self.batch_size = self.fixed_batch or batch_size
         self.fingerprint = file_fingerprint(self.path)
 
     @property
@@ -95,7 +98,7 @@ class Embedder:
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Embeddings of preprocessed float32 inputs, in batches."""
-        outputs = [self.session.run(None, {self.input_name: inputs[i:i + self.batch_size]})[0]
+        outputs = [self._run_batch(inputs[i:i + self.batch_size])
                    for i in range(0, len(inputs), self.batch_size)]
         vectors = np.concatenate(outputs).astype(np.float32) if outputs else np.zeros(
             (0, self.info.embedding_dim), np.float32)
@@ -105,6 +108,13 @@ class Embedder:
         if self.info.metric == "cosine":  # the graph normalises; renormalise after fp16/int8
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
         return vectors
+
+    def _run_batch(self, batch: np.ndarray) -> np.ndarray:
+        count = len(batch)
+        if self.fixed_batch and count < self.fixed_batch:  # pad the last, short batch
+            padding = np.zeros((self.fixed_batch - count, *batch.shape[1:]), batch.dtype)
+            batch = np.concatenate([batch, padding])
+        return self.session.run(None, {self.input_name: batch})[0][:count]
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """Embeddings (N, D) of aligned BGR uint8 crops, one (H, W, 3) or a batch."""

@@ -14,7 +14,7 @@ from siamese.runtime.errors import ConfigError, ModelError
 from siamese.runtime.preprocess import Preprocess
 
 METADATA_PREFIX = "siamese."
-OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average"})
+OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average", "provenance"})
 
 
 MAX_EMBEDDING_DIM = 4096
@@ -64,6 +64,7 @@ class ModelInfo:
     variant: str  # fp32 | fp16 | int8
     accuracy_threshold: float | None = None  # best balanced-accuracy threshold, held-out people
     flip_average: bool = False  # the graph averages a face's embedding with its mirror image's
+    provenance: str = ""  # where an imported model comes from, and its licence
 
     def __post_init__(self) -> None:
         if self.metric not in ("cosine", "euclidean"):
@@ -83,7 +84,7 @@ class ModelInfo:
                              f"{self.threshold_far!r}")
         if not isinstance(self.flip_average, bool):
             raise ModelError("model metadata flip_average must be true or false")
-        for name in ("arch", "source_sha256", "version", "variant"):
+        for name in ("arch", "source_sha256", "version", "variant", "provenance"):
             if not isinstance(getattr(self, name), str):
                 raise ModelError(f"model metadata {name} must be a string")
 

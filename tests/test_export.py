@@ -171,3 +171,45 @@ def test_mirror_averaged_model_exports_once_and_ignores_mirroring(checkpoint, ex
     np.testing.assert_allclose(embedder.embed(crops), embedder.embed(crops[:, :, ::-1]),
                                atol=1e-5)
     assert not Embedder(plain).info.flip_average
+
+
+def _third_party_model(path):
+    """A tiny embedder as third parties ship them: fixed batch 1, a stray 4-D input that no
+    node reads, and block-quantised weights dequantised in the graph."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-100, 100, size=(16, 3, 8, 8)).astype(np.int8)
+    scales = np.full((16, 3, 8, 1), 0.002, np.float32)
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w"], axis=3,
+                              block_size=8),
+             helper.make_node("Conv", ["data", "w"], ["conv"], strides=[8, 8]),
+             helper.make_node("Flatten", ["conv"], ["fc1"])]
+    graph = helper.make_graph(
+        nodes, "third_party",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 16, 16]),
+         helper.make_tensor_value_info("stray_weight", TensorProto.FLOAT, [16, 3, 8, 8])],
+        [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [1, 64])],
+        [numpy_helper.from_array(weight, "w_q"), numpy_helper.from_array(scales, "w_scale")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(path))
+    return path
+
+
+def test_import_wraps_a_third_party_model_for_the_runtime(tmp_path):
+    from siamese.export.cli import import_main
+
+    source = _third_party_model(tmp_path / "third.onnx")
+    result = CliRunner().invoke(import_main, [
+        str(source), "--out", str(tmp_path / "imported"), "--name", "tiny", "--provenance",
+        "test model, CC0", "--size", "16", "--mean", "0,0,0", "--std", "1/255,1/255,1/255",
+        "--calib", str(ATT_FACES), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    embedder = Embedder(tmp_path / "imported" / "model.onnx")
+    assert embedder.info.arch == "tiny" and embedder.info.provenance == "test model, CC0"
+    assert embedder.info.embedding_dim == 64 and 0 < embedder.info.threshold < 1
+    assert not any(n.op_type == "DequantizeLinear"
+                   for n in onnx.load(str(tmp_path / "imported" / "model.onnx")).graph.node)
+    crops = np.random.default_rng(1).integers(0, 255, (5, 112, 112, 3), dtype=np.uint8)
+    vectors = embedder.embed(crops)  # a dynamic batch now
+    assert vectors.shape == (5, 64)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)

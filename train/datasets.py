@@ -37,6 +37,21 @@ def read_folder(root: str | Path) -> list[FaceImage]:
     return images
 
 
+def read_unlabelled(root: str | Path) -> list[FaceImage]:
+    """Every image under ROOT (recursively), each its own identity (no labels: a teacher's
+    embeddings are its only supervision). Identities are the relative paths without suffix."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"face folder not found: {root}")
+    images = [FaceImage(path=str(file.relative_to(root)),
+                        identity=str(file.relative_to(root).with_suffix("")))
+              for file in sorted(root.rglob("*"))
+              if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise DatasetError(f"no images found under {root}")
+    return images
+
+
 def split_people(identities: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
     """(train, validation) people; at least two validation people so impostor pairs exist."""
     ordered = sorted(identities)

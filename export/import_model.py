@@ -1,0 +1,143 @@
+"""Import a third-party ONNX embedder (e.g. OpenCV Zoo's SFace) as a siamese-edge model.
+
+The graph is repaired and simplified so onnxruntime loads and runs it fast (only the real image
+input stays a graph input, with a dynamic batch; every constant subgraph, such as the
+dequantisation of block-quantised weights, is folded once into float32 initialisers), then it
+gets our metadata: its Preprocess spec, thresholds calibrated on held-out people (every pair of
+their faces, each person weighted equally, as for our own models), and its provenance. The
+runtime, siamese-eval and siamese-bench then use it like our own exports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+from siamese.export.onnx_export import save_atomic, write_metadata
+from siamese.runtime.embedder import Embedder
+from siamese.runtime.errors import ModelError
+from siamese.runtime.model_info import ModelInfo
+from siamese.runtime.preprocess import Preprocess
+from siamese.train import metrics
+from siamese.train.trainer import calibrate
+
+log = logging.getLogger(__name__)
+
+NON_CONSTANT_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
+                              "RandomUniformLike", "Multinomial", "Bernoulli"})
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    model: Path
+    out: Path
+    name: str  # recorded as the model's arch, e.g. "sface"
+    preprocess: Preprocess
+    provenance: str
+    target_far: float = 1e-3
+
+
+def _only_image_input(model: onnx.ModelProto) -> str:
+    """Keep the one graph input that a node reads and no initialiser feeds (stray inputs, such
+    as SFace's listing of its weights, are dropped); its batch axis becomes dynamic."""
+    initialisers = {i.name for i in model.graph.initializer}
+    read = {name for node in model.graph.node for name in node.input}
+    real = [i for i in model.graph.input if i.name not in initialisers and i.name in read
+            and len(i.type.tensor_type.shape.dim) == 4]
+    if len(real) != 1:
+        raise ModelError(f"expected one 4-D image input, found {[i.name for i in real]}")
+    image = onnx.ValueInfoProto()
+    image.CopyFrom(real[0])
+    image.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del model.graph.input[:]
+    model.graph.input.append(image)
+    for output in model.graph.output:
+        if output.type.tensor_type.shape.dim:
+            output.type.tensor_type.shape.dim[0].dim_param = "batch"
+    return image.name
+
+
+def _fold_constants(model: onnx.ModelProto, input_name: str) -> int:
+    """Evaluate every node that depends on initialisers only (once, with onnxruntime) and
+    replace those nodes by initialisers holding their outputs. Returns the nodes folded."""
+    known = {i.name for i in model.graph.initializer}
+    constant_nodes = []
+    for node in model.graph.node:  # ONNX graphs are stored in topological order
+        if node.op_type not in NON_CONSTANT_OPS and all(not i or i in known for i in node.input):
+            constant_nodes.append(node)
+            known.update(node.output)
+    if not constant_nodes:
+        return 0
+    folded_names = [o for n in constant_nodes for o in n.output]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in folded_names)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    shape = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+    values = session.run(folded_names, {input_name: np.zeros(shape, np.float32)})
+    consumed = {i for n in model.graph.node if n not in constant_nodes for i in n.input}
+    consumed |= {o.name for o in model.graph.output}
+    keep_nodes = [n for n in model.graph.node if n not in constant_nodes]
+    del model.graph.node[:]
+    model.graph.node.extend(keep_nodes)
+    new = [numpy_helper.from_array(np.asarray(v), name)
+           for name, v in zip(folded_names, values, strict=True) if name in consumed]
+    still_used = {i for n in model.graph.node for i in n.input}
+    initialisers = [i for i in model.graph.initializer if i.name in still_used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(initialisers + new)
+    return len(constant_nodes)
+
+
+def prepare_graph(path: Path) -> onnx.ModelProto:
+    """The model with one dynamic-batch image input and its constants folded."""
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise ModelError(f"cannot read ONNX model {path}: {exc}") from None
+    input_name = _only_image_input(model)
+    folded = _fold_constants(model, input_name)
+    log.info("%s: folded %d constant nodes", path, folded)
+    onnx.checker.check_model(model)
+    return model
+
+
+def import_onnx(config: ImportConfig, held_out_crops: np.ndarray,
+                held_out_labels: np.ndarray) -> tuple[Path, dict]:
+    """Write `config.out/model.onnx` with metadata; thresholds from held-out people's crops.
+
+    Returns the path and the calibration (thresholds, held-out AUC and pair counts).
+    """
+    model = prepare_graph(config.model)
+    outputs = model.graph.output[0].type.tensor_type.shape.dim
+    dim = outputs[-1].dim_value if outputs else 0
+    source = hashlib.sha256(Path(config.model).read_bytes()).hexdigest()
+    info = ModelInfo(preprocess=config.preprocess, embedding_dim=int(dim), metric="cosine",
+                     threshold=0.5, threshold_far=config.target_far, arch=config.name,
+                     source_sha256=source, version=metadata.version("siamese-edge"),
+                     variant="imported", provenance=config.provenance)
+    config.out.mkdir(parents=True, exist_ok=True)
+    path = config.out / "model.onnx"
+    write_metadata(model, info)
+    save_atomic(model, path)
+    embeddings = Embedder(path).embed(held_out_crops)
+    genuine, impostor = metrics.all_pair_scores(embeddings, held_out_labels, "cosine")
+    calibration = calibrate(genuine, impostor, config.target_far,
+                            metrics.genuine_pair_weights(held_out_labels))
+    info = ModelInfo(**{**info.__dict__, "threshold": calibration["far_threshold"],
+                        "accuracy_threshold": calibration["accuracy_threshold"]})
+    write_metadata(model, info)
+    save_atomic(model, path)
+    return path, calibration
