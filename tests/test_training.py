@@ -13,7 +13,7 @@ from siamese.train.data import FaceTensors, normalize, to_unit_range
 from siamese.train.lfw import LFW
 from siamese.train.trainer import Trainer
 
-from .conftest import LFW_MINI
+from .conftest import ATT_FACES, LFW_MINI
 
 
 def _train_records(faces):
@@ -196,3 +196,27 @@ def test_command_line_overrides_of_a_preset():
     assert preset_config("edge", head="arcface").head == "arcface"
     assert preset_config("edge").head == "cosface"
     assert preset_config("edge-distill", distill=Path("t.npz")).distill == "t.npz"
+
+
+def test_extra_unlabelled_faces_are_distilled_alongside(mini_faces, tmp_path):
+    """Extra faces (here the AT&T fixture as an unlabelled cache) join every batch with their
+    teacher targets; only those the teacher file lists are used."""
+    from siamese.train import face_cache
+    from siamese.train.datasets import read_unlabelled
+
+    records = _train_records(mini_faces)
+    _teacher_files(records, tmp_path, [(0, 1)])
+    extra, _ = face_cache.prepare("unlabelled", ATT_FACES, read_unlabelled(ATT_FACES),
+                                  tmp_path / "cache", workers=1, progress=False)
+    listed = [r.path for r in extra.records][:20]
+    np.savez(tmp_path / "extra.npz", paths=np.array(listed), embeddings=np.random.default_rng(
+        2).normal(size=(len(listed), 128)).astype(np.float32))
+    config = PRESETS["edge-distill"].updated(
+        arch="edge-resnet-s", distill=str(tmp_path / "teacher.npz"), p=4, k=4, lr=0.05,
+        warmup_epochs=0, seed=1, extra_faces=str(extra.directory),
+        extra_distill=str(tmp_path / "extra.npz"))
+    trainer = Trainer(config, mini_faces, records, tmp_path, {"kind": "test"}, progress=False)
+    assert len(trainer.extra) == 20
+    assert torch.allclose(trainer.extra.targets.norm(dim=1), torch.ones(20))
+    losses = [trainer.run_epoch(epoch)["loss"] for epoch in range(8)]
+    assert losses[-1] < losses[0]

@@ -1,18 +1,26 @@
-"""Distillation targets: dlib's ResNet face descriptor for every crop of an aligned-face cache,
-or for morphs (pixel blends) of two training people's crops.
+"""Distillation targets: a teacher's embeddings of every crop of an aligned-face cache (and of
+their mirror images), or of morphs (pixel blends) of two training people's crops.
 
-Needs the optional teacher packages (`pip install -e ".[teacher]"`: dlib-bin and
-face_recognition_models, CC0 weights); used at training time only, never by the runtime.
-dlib aligns with its own 5-point predictor, here run on our aligned crop (upscaled 2x, with the
-template's face box as its rectangle), then takes its 150x150 chip.
+Teachers:
+- `--teacher dlib` (default): dlib's ResNet face descriptor. Needs the optional teacher packages
+  (`pip install -e ".[teacher]"`: dlib-bin and face_recognition_models, CC0 weights). dlib
+  aligns with its own 5-point predictor, here run on our aligned crop (upscaled 2x, with the
+  template's face box as its rectangle), then takes its 150x150 chip.
+- `--teacher PATH.onnx`: any embedder in siamese-edge format, e.g. SFace wrapped by
+  `siamese-import`; it takes our aligned crops as they are, in batches, through the runtime.
 
     python tools/teacher_embeddings.py CACHE_DIR teacher.npz --people lfw/peopleDevTrain.txt
+    python tools/teacher_embeddings.py CACHE_DIR sface.npz --teacher exports/sface/model.onnx \
+        --mirror
     python tools/teacher_embeddings.py CACHE_DIR morphs.npz --people lfw/peopleDevTrain.txt \
         --morphs 30000
 
+The output holds `paths` and `embeddings`; with `--mirror` also `mirror_embeddings`, the
+teacher's embedding of each crop flipped left-right (targets for mirrored training crops).
 Morphs of two aligned faces look like new people: the teacher's descriptor of each is a target
 the student cannot memorise from the training identities. They are drawn only from the people
 `siamese-train` trains on (its held-out validation people, for --val-seed, are left out).
+Training only; never used by the runtime.
 """
 
 from __future__ import annotations
@@ -66,50 +74,94 @@ def draw_morphs(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, 
     return pairs, rng.uniform(0.3, 0.7, size=count).astype(np.float32)
 
 
+def describe_dlib(images, total: int, workers: int) -> np.ndarray:
+    with multiprocessing.get_context("spawn").Pool(workers, _init) as pool:
+        return np.stack(list(tqdm(pool.imap(_describe, images, chunksize=32), total=total,
+                                  desc="dlib descriptors", mininterval=10)))
+
+
+def describe_onnx(model: Path, images, total: int, batch: int = 64) -> np.ndarray:
+    """Embeddings of crops by an embedder in siamese-edge format (runtime.Embedder)."""
+    from siamese.runtime.embedder import Embedder
+
+    embedder = Embedder(model)
+    out, chunk = [], []
+    with tqdm(total=total, desc=f"{embedder.info.arch} embeddings", mininterval=10) as bar:
+        for image in images:
+            chunk.append(image)
+            if len(chunk) == batch:
+                out.append(embedder.embed(np.stack(chunk)))
+                bar.update(len(chunk))
+                chunk = []
+        if chunk:
+            out.append(embedder.embed(np.stack(chunk)))
+            bar.update(len(chunk))
+    return np.concatenate(out)
+
+
 @click.command(cls=SiameseCommand)
 @click.argument("cache", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
+@click.option("--teacher", default="dlib", show_default=True,
+              help="dlib, or the path of an ONNX embedder in siamese-edge format.")
 @click.option("--people", type=click.Path(exists=True, path_type=Path),
               help="Only these people (an LFW people file, e.g. peopleDevTrain.txt).")
+@click.option("--keep", type=click.Path(exists=True, path_type=Path),
+              help="Only the cache paths listed in this file, one per line (e.g. the output of "
+                   "tools/dedupe_extra_faces.py).")
+@click.option("--mirror", is_flag=True, help="Also embed every crop flipped left-right.")
 @click.option("--morphs", default=0, show_default=True,
               help="Describe this many morphs of two training people instead of the crops.")
 @click.option("--val-fraction", default=0.1, show_default=True,
               help="siamese-train's held-out fraction of people (left out of morphs).")
 @click.option("--val-seed", default=0, show_default=True,
               help="siamese-train's --seed (it picks the held-out people).")
-@click.option("--workers", default=2, show_default=True)
-def main(cache: Path, out: Path, people: Path | None, morphs: int, val_fraction: float,
-         val_seed: int, workers: int) -> None:
-    """Write OUT.npz: `paths` and `embeddings` (N, 128) of dlib's descriptor; with --morphs,
-    `paths_a`, `paths_b`, `weights` and `embeddings` of the blends."""
+@click.option("--workers", default=2, show_default=True, help="Processes (dlib).")
+def main(cache: Path, out: Path, teacher: str, people: Path | None, keep: Path | None,
+         mirror: bool, morphs: int, val_fraction: float, val_seed: int, workers: int) -> None:
+    """Write OUT.npz: `paths` and `embeddings` (N, D) of the teacher (and `mirror_embeddings`);
+    with --morphs, `paths_a`, `paths_b`, `weights` and `embeddings` of the blends."""
     faces = open_prepared(cache)
     records = faces.records
     if people is not None:
         names = set(read_people_file(people))
         records = [r for r in records if r.identity in names]
+    if keep is not None:
+        kept = set(keep.read_text().split("\n"))
+        records = [r for r in records if r.path in kept]
     if morphs:
         train_people, _ = split_people(sorted({r.identity for r in records}), val_fraction,
                                        val_seed)
         records = [r for r in records if r.identity in train_people]
         labels = np.array([r.identity for r in records])
         pairs, weights = draw_morphs(labels, morphs, seed=val_seed)
-        images = (morph(np.asarray(faces.crops[records[i].row]),
-                        np.asarray(faces.crops[records[j].row]), w)
-                  for (i, j), w in zip(pairs, weights, strict=True))
+
+        def images():
+            return (morph(np.asarray(faces.crops[records[i].row]),
+                          np.asarray(faces.crops[records[j].row]), w)
+                    for (i, j), w in zip(pairs, weights, strict=True))
         total = morphs
     else:
-        images = (np.asarray(faces.crops[r.row]) for r in records)
+        def images():
+            return (np.asarray(faces.crops[r.row]) for r in records)
         total = len(records)
-    with multiprocessing.get_context("spawn").Pool(workers, _init) as pool:
-        vectors = np.stack(list(tqdm(pool.imap(_describe, images, chunksize=32), total=total,
-                                     desc="dlib descriptors", mininterval=10)))
+
+    def describe(source) -> np.ndarray:
+        if teacher == "dlib":
+            return describe_dlib(source, total, workers)
+        return describe_onnx(Path(teacher), source, total)
+
+    vectors = describe(images())
+    extra = {}
+    if mirror and not morphs:
+        extra["mirror_embeddings"] = describe(image[:, ::-1] for image in images())
     paths = np.array([r.path for r in records])
     if morphs:
         np.savez(out, paths_a=paths[pairs[:, 0]], paths_b=paths[pairs[:, 1]], weights=weights,
                  embeddings=vectors)
     else:
-        np.savez(out, paths=paths, embeddings=vectors)
-    click.echo(f"{total} teacher embeddings -> {out}")
+        np.savez(out, paths=paths, embeddings=vectors, **extra)
+    click.echo(f"{total} teacher embeddings{' and their mirrors' if extra else ''} -> {out}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
 
 def preset_config(preset: str, **overrides) -> TrainConfig:
     """A preset with command-line overrides (None leaves a setting; head "none" drops it)."""
-    for name in ("distill", "distill_morphs"):
+    for name in ("distill", "distill_morphs", "extra_faces", "extra_distill"):
         if overrides.get(name) is not None:
             overrides[name] = str(overrides[name])
     head = overrides.pop("head", None)
@@ -86,6 +86,12 @@ def preset_config(preset: str, **overrides) -> TrainConfig:
 @click.option("--distill-morphs", type=click.Path(path_type=Path),
               help="Teacher embeddings of morphs (tools/teacher_embeddings.py --morphs), "
                    "distilled alongside --distill.")
+@click.option("--extra-faces", type=click.Path(path_type=Path),
+              help="A prepared cache of unlabelled faces (siamese-data prepare --unlabelled) "
+                   "distilled alongside --distill.")
+@click.option("--extra-distill", type=click.Path(path_type=Path),
+              help="The teacher's embeddings of those faces (e.g. tools/dedupe_extra_faces.py "
+                   "output).")
 @click.option("--batch-size", type=click.IntRange(1))
 @click.option("--lr", type=float)
 @click.option("--warmup-epochs", type=click.IntRange(0))

@@ -34,6 +34,9 @@ class TrainConfig:
     distill_weight: float = 1.0
     distill_morphs: str | None = None  # teacher embeddings of morphs (.npz) to distil from too
     morph_weight: float = 1.0
+    extra_faces: str | None = None  # prepared cache of unlabelled faces distilled alongside
+    extra_distill: str | None = None  # the teacher's embeddings of those faces (.npz)
+    extra_weight: float = 1.0
     augment: bool = False
     val_fraction: float = 0.1  # training-side people held out for thresholds, never trained on
     target_far: float = 1e-3
@@ -66,6 +69,12 @@ class TrainConfig:
                              "too (--distill)")
         if self.distill_morphs is not None and self.loss == "triplet":
             raise ConfigError("morph distillation needs batches of images, not fixed triplets")
+        if (self.extra_faces is None) != (self.extra_distill is None):
+            raise ConfigError("extra faces need their teacher embeddings: give both "
+                              "--extra-faces and --extra-distill")
+        if self.extra_faces is not None and (self.distill is None or self.loss == "triplet"):
+            raise ConfigError("extra faces are distilled alongside --distill, in batches of "
+                              "images (not fixed triplets)")
         if not 0 < self.val_fraction < 1:
             raise ConfigError("val_fraction must lie between 0 and 1")
 

@@ -84,6 +84,35 @@ def load_morphs(path: Path, records: list[CacheRecord], teacher: Teacher,
                   teacher.centred(vectors))
 
 
+@dataclass
+class ExtraFaces:
+    """Unlabelled faces (e.g. FairFace) whose only supervision is the teacher's embedding."""
+
+    pixels: torch.Tensor  # (N, C, H, W) uint8, model-sized
+    targets: torch.Tensor  # (N, D) unit, centred like the training targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def load_extra_faces(cache: Path, teacher_path: Path, spec, teacher: Teacher,
+                     device: torch.device) -> ExtraFaces:
+    """The faces of a prepared cache that `teacher_path` (paths, embeddings) has targets for,
+    e.g. the output of tools/dedupe_extra_faces.py."""
+    from siamese.train.data import FaceTensors
+    from siamese.train.face_cache import open_prepared
+
+    faces = open_prepared(cache)
+    data = _load(teacher_path, ("paths", "embeddings"))
+    index = {str(p): i for i, p in enumerate(data["paths"])}
+    records = [r for r in faces.records if r.path in index]
+    if not records:
+        raise DatasetError(f"{teacher_path} has no embedding for any face of {cache}")
+    vectors = torch.from_numpy(data["embeddings"][[index[r.path] for r in records]]).float()
+    tensors = FaceTensors.from_cache(faces, records, spec, device)
+    return ExtraFaces(tensors.pixels, teacher.centred(vectors.to(device)))
+
+
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Cosine distance to the teacher's embedding plus agreement of in-batch similarities."""
     student = F.normalize(student, dim=1)

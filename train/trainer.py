@@ -18,7 +18,12 @@ from siamese.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_at
 from siamese.train.config import TrainConfig
 from siamese.train.data import FaceTensors, normalize, to_unit_range
 from siamese.train.datasets import split_people
-from siamese.train.distill import distillation_loss, load_morphs, load_teacher
+from siamese.train.distill import (
+    distillation_loss,
+    load_extra_faces,
+    load_morphs,
+    load_teacher,
+)
 from siamese.train.embedding import embed_pixels
 from siamese.train.face_cache import AlignedFaces, CacheRecord
 from siamese.train.losses import MarginSoftmax, OnlineTripletLoss, TripletLoss
@@ -104,6 +109,9 @@ class Trainer:
                         if config.distill else None)
         self.morphs = (load_morphs(Path(config.distill_morphs), self.train.records, self.teacher,
                                    self.device) if config.distill_morphs else None)
+        self.extra = (load_extra_faces(Path(config.extra_faces), Path(config.extra_distill),
+                                       self.spec, self.teacher, self.device)
+                      if config.extra_faces else None)
         self.triplet_loss = TripletLoss(config.margin)
         self.online_loss = (OnlineTripletLoss(config.margin, config.loss)
                             if config.loss in ("batch-hard", "semi-hard") else None)
@@ -131,14 +139,17 @@ class Trainer:
             return 0.5 * c.lr * (1 + math.cos(math.pi * progress))
         return c.lr
 
-    def _inputs(self, indices: torch.Tensor, morphs: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised (augmented) training images, followed by the given morphs if any."""
+    def _inputs(self, indices: torch.Tensor, morphs: torch.Tensor | None = None,
+                extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised (augmented) training images, then the given morphs and extra faces."""
         x = to_unit_range(self.train.pixels[indices])
         if morphs is not None:
             weights = self.morphs.weights[morphs][:, None, None, None]
             first = to_unit_range(self.train.pixels[self.morphs.first[morphs]])
             second = to_unit_range(self.train.pixels[self.morphs.second[morphs]])
             x = torch.cat([x, weights * first + (1 - weights) * second])
+        if extra is not None:
+            x = torch.cat([x, to_unit_range(self.extra.pixels[extra])])
         if self.config.augment:
             x = augment(x, self.augment_config, self.generator)
         return normalize(x, self.spec)
@@ -171,16 +182,20 @@ class Trainer:
             return self.triplet_loss(*embeddings), batch.size
         indices = torch.as_tensor(batch, device=self.device)
         labels = self.train_labels[indices]
-        if self.morphs is None:
-            embeddings = self.model(self._inputs(indices))
-            loss = embeddings.sum() * 0.0
-        else:  # as many morphs as images, in the same forward pass
-            morphs = torch.randint(len(self.morphs), (len(batch),), device=self.device,
-                                   generator=self.generator)
-            embeddings, morph_embeddings = self.model(self._inputs(indices, morphs)).split(
-                len(batch))
-            loss = self.config.morph_weight * distillation_loss(morph_embeddings,
-                                                                self.morphs.targets[morphs])
+        # as many morphs and extra faces as images, in the same forward pass
+        morphs = None if self.morphs is None else torch.randint(
+            len(self.morphs), (len(batch),), device=self.device, generator=self.generator)
+        extra = None if self.extra is None else torch.randint(
+            len(self.extra), (len(batch),), device=self.device, generator=self.generator)
+        parts = self.model(self._inputs(indices, morphs, extra)).split(len(batch))
+        embeddings = parts[0]
+        loss = embeddings.sum() * 0.0
+        if morphs is not None:
+            loss = loss + self.config.morph_weight * distillation_loss(
+                parts[1], self.morphs.targets[morphs])
+        if extra is not None:
+            loss = loss + self.config.extra_weight * distillation_loss(
+                parts[-1], self.extra.targets[extra])
         if self.online_loss is not None:
             loss = loss + self.online_loss(embeddings, labels)
         if self.teacher is not None:
