@@ -17,6 +17,8 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.session import TimedFrames
 from siamese.runtime.sources import VideoFile
 from siamese.runtime.verifier import Verifier
 
@@ -42,7 +44,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.option("--model", type=click.Path(path_type=Path), help="[default: packaged model]")
 @click.option("--video", type=click.Path(exists=True, path_type=Path))
 @click.option("--frames", default=300, show_default=True)
@@ -59,11 +61,11 @@ def main(model: Path | None, video: Path | None, frames: int, threads: int) -> N
         faces = sorted((ROOT / "examples").glob("*.jpg")) or sorted(
             (ROOT / "tests/fixtures/lfw_mini/lfw-deepfunneled").glob("*/*_0001.jpg"))
         template = verifier.enroll("bench", [faces[0]])
-        source = VideoFile(video)
+        source = VideoFile(video)  # decoded on its reader thread, in order
         stages: dict[str, list[float]] = {k: [] for k in
                                           ("decode", "detect", "align", "embed", "compare")}
         totals = []
-        iterator = source.frames()
+        iterator = iter(TimedFrames(source, None))
         started = time.perf_counter()
         count = 0
         while True:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import click
+from siamese.runtime.cli_support import SiameseCommand
 
 # name: (siamese-train arguments, most epochs, bring the weights back in fp16: the transfer
 # limit is 64 MiB, so only the two likeliest default models come back in fp32)
@@ -118,7 +119,7 @@ def slim(run: Path, half: bool) -> Path | None:
     return run / "model.pt"
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.option("--carry", type=click.Path(exists=True, path_type=Path), required=True,
               help="Folder with faces.npz, teacher.npz, morphs.npz and lfw_protocol/.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+from siamese.runtime.cli_support import SiameseCommand
 from siamese.train.lfw import LFW, image_path
 
 
@@ -30,7 +31,7 @@ def write_video(photo: Path, out: Path, seconds: float = 2.0, fps: int = 10) -> 
     writer.release()
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.option("--lfw-root", type=click.Path(exists=True, path_type=Path), required=True)
 @click.option("--person", required=True, help="DevTest person with at least 3 images.")
 @click.option("--other", required=True, help="Another DevTest person.")

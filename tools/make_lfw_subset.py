@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import click
+from siamese.runtime.cli_support import SiameseCommand
 from siamese.train.lfw import LFW, image_path
 
 
@@ -33,7 +34,7 @@ def _people_lines(people: dict[str, int]) -> list[str]:
     return [f"{name}\t{n}" for name, n in sorted(people.items())]
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.option("--lfw-root", type=click.Path(exists=True, path_type=Path), required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--train-people", default=10, show_default=True)

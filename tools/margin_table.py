@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 import torch
+from siamese.runtime.cli_support import SiameseCommand
 from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
 from siamese.train.cli import open_faces
 from siamese.train.config import PRESETS
@@ -30,7 +31,7 @@ def hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-@click.command()
+@click.command(cls=SiameseCommand)
 @click.option("--lfw-root", type=click.Path(path_type=Path), required=True)
 @click.option("--faces", "faces_dir", type=click.Path(path_type=Path))
 @click.option("--cache-dir", type=click.Path(path_type=Path))
