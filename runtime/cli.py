@@ -13,14 +13,13 @@ from pathlib import Path
 import click
 from siamese.runtime.cli_options import (
     build_verifier,
-    cache_option,
     emit,
-    key_option,
-    model_option,
+    model_options,
+    open_timeout_option,
     precision_option,
-    providers_option,
     site_option,
     threshold_option,
+    timeout_option,
     verbose_option,
 )
 from siamese.runtime.cli_support import (
@@ -39,10 +38,7 @@ from siamese.runtime.quality import QualityConfig
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--store", type=click.Path(path_type=Path),
               help="Template file to write [default: NAME.json in the current folder].")
-@model_option
-@providers_option
-@cache_option
-@key_option
+@model_options
 @verbose_option
 def enroll_main(name, images, store, model, providers, cache_dir, key_file, verbose):
     """Enroll NAME from IMAGES (files or folders of one person; one face per image)."""
@@ -62,20 +58,14 @@ def enroll_main(name, images, store, model, providers, cache_dir, key_file, verb
               help="Reference: an image, a folder of images, or a template from siamese-enroll.")
 @click.option("--camera", "source", help="Camera index, video file, or stream URL (RTSP, HTTP).")
 @click.option("--image", type=click.Path(path_type=Path), help="Verify one still image.")
-@model_option
-@providers_option
-@cache_option
-@key_option
+@model_options
 @threshold_option
 @site_option
 @click.option("--votes", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="K: matching frames needed among the last N scored frames.")
 @click.option("--window", type=click.IntRange(1, 1000), default=5, show_default=True, help="N.")
-@click.option("--timeout", type=FiniteFloat(0, 86_400, low_open=True),
-              help="Give up after this many seconds, whatever the source does [default: 30 "
-                   "for cameras and streams, none for video files].")
-@click.option("--open-timeout", type=FiniteFloat(0, 3600), default=10.0, show_default=True,
-              help="Seconds to keep trying to open a camera or stream before giving up.")
+@timeout_option
+@open_timeout_option
 @click.option("--min-face", type=FiniteFloat(1, 10_000), default=QualityConfig.min_face_px,
               show_default=True, help="Minimum face size in pixels.")
 @precision_option
@@ -90,7 +80,7 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
     usage; 3: internal error.
     """
     from siamese.runtime.imageio import read_image
-    from siamese.runtime.session import small_face_hint
+    from siamese.runtime.session import small_face_hint, timeout_for
     from siamese.runtime.sources import open_source
     from siamese.runtime.verifier import VerifyConfig
 
@@ -112,9 +102,7 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
 
     display = None
     with open_source(source, open_timeout) as stream:
-        if timeout is None and stream.live:
-            timeout = 30.0
-        session = verifier.session(stream, template, timeout)
+        session = verifier.session(stream, template, timeout_for(stream, timeout))
         if show:
             from siamese.runtime.display import Display
 
@@ -146,10 +134,7 @@ def _final(outcome: str, threshold: float, precision: int, hint: str | None = No
 @click.command(cls=SiameseCommand)
 @click.argument("first", type=click.Path(path_type=Path))
 @click.argument("second", type=click.Path(path_type=Path))
-@model_option
-@providers_option
-@cache_option
-@key_option
+@model_options
 @threshold_option
 @site_option
 @precision_option

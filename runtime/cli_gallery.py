@@ -10,20 +10,21 @@ from pathlib import Path
 import click
 from siamese.runtime.cli_options import (
     build_verifier,
-    cache_option,
     emit,
     key_option,
+    lookalike_option,
     model_option,
+    model_options,
+    open_timeout_option,
     precision_option,
-    providers_option,
     site_option,
     threshold_option,
+    timeout_option,
     verbose_option,
 )
 from siamese.runtime.cli_support import (
     EXIT_OK,
     EXIT_USAGE,
-    FiniteFloat,
     SiameseCommand,
     SiameseGroup,
     setup_logging,
@@ -63,12 +64,8 @@ def gallery_main() -> None:
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--replace", is_flag=True, help="Replace NAME if already enrolled.")
-@click.option("--lookalike-margin", type=FiniteFloat(0, 1), default=0.05, show_default=True,
-              help="Warn when two people score within this margin of the threshold.")
-@model_option
-@providers_option
-@cache_option
-@key_option
+@lookalike_option
+@model_options
 @site_option
 @precision_option
 @verbose_option
@@ -88,11 +85,8 @@ def add(gallery, name, images, replace, lookalike_margin, model, providers, cach
 @gallery_argument
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--replace", is_flag=True, help="Replace people already enrolled.")
-@click.option("--lookalike-margin", type=FiniteFloat(0, 1), default=0.05, show_default=True)
-@model_option
-@providers_option
-@cache_option
-@key_option
+@lookalike_option
+@model_options
 @site_option
 @precision_option
 @verbose_option
@@ -164,13 +158,9 @@ def remove(gallery, name, model, key_file, verbose):
 @click.option("--camera", "source", help="Camera index, video file or stream URL.")
 @click.option("--top-k", type=click.IntRange(1, 100), default=1, show_default=True)
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of JSON lines.")
-@click.option("--timeout", type=FiniteFloat(0, 86_400, low_open=True),
-              help="Stop a camera or stream after this many seconds [default: 30].")
-@click.option("--open-timeout", type=FiniteFloat(0, 3600), default=10.0, show_default=True)
-@model_option
-@providers_option
-@cache_option
-@key_option
+@timeout_option
+@open_timeout_option
+@model_options
 @threshold_option
 @site_option
 @precision_option
@@ -206,11 +196,11 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
             writer.row(name, frame, identity)
 
     if source:
-        from siamese.runtime.session import TimedFrames
+        from siamese.runtime.session import TimedFrames, timeout_for
         from siamese.runtime.sources import open_source
 
         with open_source(source, open_timeout) as stream:
-            frames = TimedFrames(stream, timeout if timeout or not stream.live else 30.0)
+            frames = TimedFrames(stream, timeout_for(stream, timeout))
             for frame in frames:
                 report(source, frame.index, frame.image)
     else:

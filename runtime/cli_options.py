@@ -30,6 +30,25 @@ threshold_option = click.option("--threshold", type=FiniteFloat(),
                                 help="Override the threshold (cosine: between 0 and 1).")
 
 
+lookalike_option = click.option(
+    "--lookalike-margin", type=FiniteFloat(0, 1), default=0.05, show_default=True,
+    help="Warn when two people score within this margin of the threshold.")
+timeout_option = click.option(
+    "--timeout", type=FiniteFloat(0, 86_400, low_open=True),
+    help="Give up after this many seconds, whatever the source does [default: 30 for cameras "
+         "and streams, none for video files].")
+open_timeout_option = click.option(
+    "--open-timeout", type=FiniteFloat(0, 3600), default=10.0, show_default=True,
+    help="Seconds to keep trying to open a camera or stream before giving up.")
+
+
+def model_options(command):
+    """--model, --providers, --cache-dir and --key-file: what builds a Verifier."""
+    for option in (key_option, cache_option, providers_option, model_option):
+        command = option(command)
+    return command
+
+
 def _providers(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 

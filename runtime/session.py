@@ -31,6 +31,14 @@ POLL_S = 0.25  # longest wait for one frame before the deadline is checked again
 MAX_TIMEOUT_S = 86_400.0
 
 
+LIVE_TIMEOUT_S = 30.0  # the commands' default for cameras and streams
+
+
+def timeout_for(source: ThreadedSource, timeout: float | None) -> float | None:
+    """`timeout`, or LIVE_TIMEOUT_S for a live source when none is given."""
+    return LIVE_TIMEOUT_S if timeout is None and source.live else timeout
+
+
 def check_timeout(timeout: float | None) -> float | None:
     """`timeout` when it is None or a finite number of seconds in (0, 86400]."""
     if timeout is None:
