@@ -35,22 +35,24 @@ def main(checkpoint, out_dir, fp16, int8, torchscript, opset, calib_dir, lfw_roo
     on parity with PyTorch. Exits 1 when a variant fails its gate (the file is removed)."""
     from dataclasses import replace
 
-    from siamese.export.config import DEFAULT_GATES, ExportConfig
+    from siamese.export.config import ExportConfig
     from siamese.export.exporter import export_checkpoint, format_table, latest_checkpoint
+    from siamese.export.formats import FORMATS
 
     setup_logging(verbose)
     if checkpoint is None:
         checkpoint = latest_checkpoint()
         click.echo(f"exporting the latest checkpoint: {checkpoint}")
-    gates = dict(DEFAULT_GATES)
-    gates["int8"] = replace(gates["int8"], mean_cosine=int8_min_mean_cosine,
-                            decision_agreement=int8_min_agreement,
-                            max_accuracy_drop=int8_max_accuracy_drop)
-    gates["fp16"] = replace(gates["fp16"], min_cosine=fp16_min_cosine)
+    gates = {"int8": replace(FORMATS["int8"].gate, mean_cosine=int8_min_mean_cosine,
+                             decision_agreement=int8_min_agreement,
+                             max_accuracy_drop=int8_max_accuracy_drop),
+             "fp16": replace(FORMATS["fp16"].gate, min_cosine=fp16_min_cosine)}
+    requested = {"fp16": fp16, "int8": int8, "torchscript": torchscript}
+    formats = ("fp32", *(name for name, wanted in requested.items() if wanted))
     out_dir = out_dir or Path("exports") / Path(checkpoint).resolve().parent.name
-    config = ExportConfig(checkpoint=Path(checkpoint), out_dir=out_dir, fp16=fp16, int8=int8,
-                          torchscript=torchscript, opset=opset, calib_dir=calib_dir,
-                          lfw_root=lfw_root, cache_dir=cache_dir, gates=gates)
+    config = ExportConfig(checkpoint=Path(checkpoint), out_dir=out_dir, formats=formats,
+                          opset=opset, calib_dir=calib_dir, lfw_root=lfw_root,
+                          cache_dir=cache_dir, gates=gates)
     report = export_checkpoint(config)
     click.echo(format_table(report))
     for result in report.results:
@@ -110,8 +112,8 @@ def import_main(model, out_dir, name, provenance, size, color, mean, std, layout
     crops, labels = held_out_faces(lfw_root, calib_dir, cache_dir)
     config = ImportConfig(Path(model), Path(out_dir), name, spec, provenance, far)
     path, calibration = import_onnx(config, crops, labels)
-    click.echo(f"{path}: FAR {far:g} threshold {calibration['far_threshold']:.4f}, balanced "
-               f"accuracy threshold {calibration['accuracy_threshold']:.4f}, held-out AUC "
-               f"{calibration['val_auc']:.4f} over {calibration['val_genuine_pairs']:,} genuine "
-               f"and {calibration['val_impostor_pairs']:,} impostor pairs")
+    click.echo(f"{path}: FAR {far:g} threshold {calibration.far_threshold:.4f}, balanced "
+               f"accuracy threshold {calibration.accuracy_threshold:.4f}, held-out AUC "
+               f"{calibration.val_auc:.4f} over {calibration.val_genuine_pairs:,} genuine "
+               f"and {calibration.val_impostor_pairs:,} impostor pairs")
 

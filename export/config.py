@@ -1,44 +1,36 @@
-"""Export settings and parity gates."""
+"""Export settings."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Gate:
-    """Parity limits of one variant against the PyTorch model (None: not checked)."""
-
-    min_cosine: float | None = None
-    mean_cosine: float | None = None
-    decision_agreement: float | None = None
-    max_accuracy_drop: float | None = None
-
-
-DEFAULT_GATES: dict[str, Gate] = {
-    "fp32": Gate(min_cosine=0.9999),
-    "torchscript": Gate(min_cosine=0.9999),
-    "fp16": Gate(min_cosine=0.999),
-    "int8": Gate(mean_cosine=0.99, decision_agreement=0.99, max_accuracy_drop=0.01),
-}
+from siamese.export.formats import FORMATS
+from siamese.export.parity import Gate
+from siamese.runtime.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     checkpoint: Path
     out_dir: Path
-    fp16: bool = False
-    int8: bool = False
-    torchscript: bool = False
+    formats: tuple[str, ...] = ("fp32",)  # fp32 first: the other ONNX variants derive from it
     opset: int = 18
     calib_dir: Path | None = None
     lfw_root: Path | None = None
     cache_dir: Path | None = None
     calib_faces: int = 300
     parity_faces: int = 500
-    gates: dict[str, Gate] = field(default_factory=lambda: dict(DEFAULT_GATES))
+    gates: dict[str, Gate] = field(default_factory=dict)  # overrides of each format's gate
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.formats if name not in FORMATS]
+        if unknown:
+            raise ConfigError(f"unknown export format {unknown[0]!r} (one of "
+                              f"{', '.join(FORMATS)})")
+        if self.formats[:1] != ("fp32",) or len(set(self.formats)) != len(self.formats):
+            raise ConfigError("export formats start with fp32 and name each format once")
 
     def to_dict(self) -> dict:
         data = asdict(self)

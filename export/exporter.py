@@ -10,37 +10,19 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from siamese.export import variants
 from siamese.export.config import ExportConfig
 from siamese.export.faces import FaceSets, load_face_sets
-from siamese.export.onnx_export import export_fp32
+from siamese.export.formats import FORMATS, ExportSource
 from siamese.export.parity import Parity, compare
-from siamese.export.torchscript import load_torchscript
-from siamese.runtime.embedder import Embedder, file_fingerprint
+from siamese.runtime.embedder import file_fingerprint
 from siamese.runtime.errors import ModelError
 from siamese.runtime.fileio import write_text_atomic
 from siamese.runtime.model_info import ModelInfo
-from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
+from siamese.train.checkpoint import Checkpoint
 from siamese.train.embedding import crop_embedder
 from siamese.train.evaluate import pair_accuracy
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Format:
-    """One row of the format table: file suffix and what embeds crops with the written file."""
-
-    suffix: str
-    description: str
-
-
-FORMATS: dict[str, Format] = {
-    "fp32": Format(".onnx", "ONNX FP32, graph-optimised"),
-    "fp16": Format(".fp16.onnx", "ONNX FP16 (float32 inputs and outputs), for GPUs"),
-    "int8": Format(".int8.onnx", "ONNX INT8, static per-channel QDQ"),
-    "torchscript": Format(".torchscript.pt", "TorchScript, traced"),
-}
 
 
 @dataclass
@@ -86,16 +68,15 @@ def latest_checkpoint(runs: Path = Path("runs")) -> Path:
     return found[-1]
 
 
-def model_info(state: dict, checkpoint: Path) -> ModelInfo:
-    calibration = state["calibration"]
-    return ModelInfo(preprocess=checkpoint_preprocess(state),
-                     embedding_dim=int(state["embedding_dim"]), metric=state["metric"],
-                     threshold=float(calibration["far_threshold"]),
-                     threshold_far=float(calibration["target_far"]), arch=state["arch"],
-                     source_sha256=file_fingerprint(checkpoint), version=package_version(),
-                     variant="fp32",
-                     accuracy_threshold=float(calibration["accuracy_threshold"]),
-                     flip_average=bool(state.get("flip_average", False)))
+def model_info(checkpoint: Checkpoint, path: Path) -> ModelInfo:
+    """The metadata every exported file carries, from the checkpoint at `path`."""
+    calibration = checkpoint.calibration
+    return ModelInfo(preprocess=checkpoint.preprocess, embedding_dim=checkpoint.embedding_dim,
+                     metric=checkpoint.metric, threshold=float(calibration.far_threshold),
+                     threshold_far=float(calibration.target_far), arch=checkpoint.arch,
+                     source_sha256=file_fingerprint(path), version=package_version(),
+                     variant="fp32", accuracy_threshold=float(calibration.accuracy_threshold),
+                     flip_average=checkpoint.flip_average)
 
 
 def _lfw_accuracy(embed: Callable[[np.ndarray], np.ndarray], faces: FaceSets, metric: str,
@@ -104,22 +85,21 @@ def _lfw_accuracy(embed: Callable[[np.ndarray], np.ndarray], faces: FaceSets, me
 
 
 def export_checkpoint(config: ExportConfig) -> ExportReport:
-    """Write FP32 ONNX (always) and the requested variants; gate each against PyTorch.
+    """Write each of `config.formats` (FP32 ONNX first); gate each against PyTorch.
 
-    A variant that fails its gate is deleted and recorded as failed in the report.
+    A file that fails its gate is deleted and recorded as failed in the report.
     """
-    state = load_checkpoint(config.checkpoint)
-    model = build_model(state)
-    info = model_info(state, config.checkpoint)
+    checkpoint = Checkpoint.load(config.checkpoint)
+    model = checkpoint.build_model()
+    info = model_info(checkpoint, config.checkpoint)
     lfw_root = config.lfw_root
-    source = state.get("source") or {}
-    if lfw_root is None and config.calib_dir is None and source.get("kind") == "lfw" \
-            and Path(source["root"]).is_dir():
-        lfw_root = Path(source["root"])
+    if lfw_root is None and config.calib_dir is None and checkpoint.source is not None \
+            and checkpoint.source.lfw_root is not None:
+        lfw_root = checkpoint.source.lfw_root
         log.info("calibration and parity faces from the training LFW at %s", lfw_root)
     faces = load_face_sets(lfw_root, config.calib_dir, config.cache_dir,
-                           set(state["train_people"]), config.calib_faces, config.parity_faces,
-                           config.seed)
+                           set(checkpoint.train_people), config.calib_faces,
+                           config.parity_faces, config.seed)
     reference_embed = crop_embedder(model, info.preprocess, "cpu")
     reference = reference_embed(faces.parity)
     accuracy_threshold = info.accuracy_threshold
@@ -127,32 +107,24 @@ def export_checkpoint(config: ExportConfig) -> ExportReport:
                           if faces.lfw_pairs else None)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     report = ExportReport(config.checkpoint, info)
-    fp32_path = config.out_dir / f"model{FORMATS['fp32'].suffix}"
-    requested = ["fp32"] + [name for name in ("fp16", "int8", "torchscript")
-                            if getattr(config, name)]
-    for name in requested:
-        path = config.out_dir / f"model{FORMATS[name].suffix}"
-        if name == "fp32":
-            export_fp32(model, info, path, config.opset)
-        elif name == "fp16":
-            variants.export_fp16(fp32_path, info, path)
-        elif name == "int8":
-            variants.export_int8(fp32_path, info, path, info.preprocess(faces.calibration))
-        else:
-            variants.export_torchscript(model, info, path)
-        embed = (load_torchscript(path).embed if name == "torchscript"
-                 else Embedder(path, providers=["CPUExecutionProvider"]).embed)
+    source = ExportSource(model, info, FORMATS["fp32"].path_in(config.out_dir),
+                          info.preprocess(faces.calibration), config.opset)
+    for name in config.formats:
+        export_format = FORMATS[name]
+        path = export_format.path_in(config.out_dir)
+        export_format.write(source, path)
+        embed = export_format.embedder(path)
         accuracy = ((reference_accuracy, _lfw_accuracy(embed, faces, info.metric,
                                                        accuracy_threshold))
                     if faces.lfw_pairs else None)
         parity = compare(reference, embed(faces.parity), info.metric, info.threshold,
-                         config.gates[name], accuracy)
+                         config.gates.get(name, export_format.gate), accuracy)
         report.results.append(VariantResult(name, path, path.stat().st_size, parity))
         if not parity.passed:
             log.warning("%s failed its parity gate: %s", name, "; ".join(parity.failures))
             path.unlink()
             if name == "fp32":
-                break  # every other variant derives from a faithful FP32 model
+                break  # every other format derives from a faithful FP32 model
     write_text_atomic(config.out_dir / "export_report.json",
                       json.dumps({**report.to_dict(), "config": config.to_dict()}, indent=2))
     return report

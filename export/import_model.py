@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.preprocess import Preprocess
 from siamese.train import metrics
-from siamese.train.trainer import calibrate
+from siamese.train.calibration import Calibration, calibrate
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def prepare_graph(path: Path) -> onnx.ModelProto:
 
 
 def import_onnx(config: ImportConfig, held_out_crops: np.ndarray,
-                held_out_labels: np.ndarray) -> tuple[Path, dict]:
+                held_out_labels: np.ndarray) -> tuple[Path, Calibration]:
     """Write `config.out/model.onnx` with metadata; thresholds from held-out people's crops.
 
     Returns the path and the calibration (thresholds, held-out AUC and pair counts).
@@ -136,8 +136,8 @@ def import_onnx(config: ImportConfig, held_out_crops: np.ndarray,
     genuine, impostor = metrics.all_pair_scores(embeddings, held_out_labels, "cosine")
     calibration = calibrate(genuine, impostor, config.target_far,
                             metrics.genuine_pair_weights(held_out_labels))
-    info = ModelInfo(**{**info.__dict__, "threshold": calibration["far_threshold"],
-                        "accuracy_threshold": calibration["accuracy_threshold"]})
+    info = replace(info, threshold=calibration.far_threshold,
+                   accuracy_threshold=calibration.accuracy_threshold)
     write_metadata(model, info)
     save_atomic(model, path)
     return path, calibration

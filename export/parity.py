@@ -5,8 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from siamese.export.config import Gate
 from siamese.train import metrics
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Parity limits of one format against the PyTorch model (None: not checked)."""
+
+    min_cosine: float | None = None
+    mean_cosine: float | None = None
+    decision_agreement: float | None = None
+    max_accuracy_drop: float | None = None
 
 
 @dataclass

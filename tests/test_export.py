@@ -1,18 +1,19 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from siamese.export import variants
 from siamese.export.cli import main as export_main
 from siamese.export.exporter import model_info
+from siamese.export.formats import FORMATS
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ModelError
-from siamese.train.checkpoint import build_model, load_checkpoint
+from siamese.train.checkpoint import Checkpoint
 from siamese.train.config import PRESETS
 from siamese.train.embedding import crop_embedder
 from siamese.train.lfw import LFW
@@ -27,7 +28,7 @@ def checkpoint(mini_faces, tmp_path_factory):
     config = PRESETS["edge"].updated(arch="edge-resnet-s", epochs=1, warmup_epochs=0, p=4, k=4,
                                      lr=0.05)
     records = mini_faces.select(set(LFW(LFW_MINI).view1_train_people))
-    Trainer(config, mini_faces, records, out, {"kind": "test"}, progress=False).run()
+    Trainer(config, mini_faces, records, out, None, progress=False).run()
     return out / "best.pt"
 
 
@@ -55,10 +56,9 @@ def test_export_writes_four_gated_files(exported):
 
 def test_onnx_matches_pytorch_and_metadata_round_trips(exported, checkpoint, mini_faces):
     out, _ = exported
-    state = load_checkpoint(checkpoint)
+    state = Checkpoint.load(checkpoint)
     crops = np.stack([np.asarray(mini_faces.crops[r.row]) for r in mini_faces.records[:20]])
-    reference = crop_embedder(build_model(state), model_info(state, checkpoint).preprocess,
-                              "cpu")(crops)
+    reference = crop_embedder(state.build_model(), state.preprocess, "cpu")(crops)
     embedder = Embedder(out / "model.onnx")
     cosine = (reference * embedder.embed(crops)).sum(1)
     assert cosine.min() > 0.9999
@@ -75,13 +75,13 @@ def test_torchscript_loads_and_matches(exported, checkpoint, mini_faces):
     from siamese.export.torchscript import load_torchscript
 
     out, _ = exported
-    state = load_checkpoint(checkpoint)
+    state = Checkpoint.load(checkpoint)
     info = model_info(state, checkpoint)
     crops = np.stack([np.asarray(mini_faces.crops[r.row]) for r in mini_faces.records[:8]])
     model = load_torchscript(out / "model.torchscript.pt")
     assert model.info.arch == "edge-resnet-s" and model.info.variant == "torchscript"
     assert model.info.threshold == info.threshold
-    reference = crop_embedder(build_model(state), info.preprocess, "cpu")(crops)
+    reference = crop_embedder(state.build_model(), info.preprocess, "cpu")(crops)
     np.testing.assert_allclose(model.embed(crops), reference, atol=1e-5)
 
 
@@ -96,10 +96,10 @@ def test_runtime_points_a_torchscript_model_to_the_loader(exported, tmp_path):
 
 
 def test_a_damaged_variant_fails_its_gate_and_is_removed(checkpoint, tmp_path, monkeypatch):
-    honest_export = variants.export_fp16
+    honest = FORMATS["fp16"]
 
-    def damaged_export(fp32_path, info, path):
-        honest_export(fp32_path, info, path)
+    def damaged_export(source, path):
+        honest.write(source, path)
         model = onnx.load(str(path))
         weight = max(model.graph.initializer, key=lambda t: len(t.raw_data))
         values = onnx.numpy_helper.to_array(weight).copy()
@@ -108,7 +108,7 @@ def test_a_damaged_variant_fails_its_gate_and_is_removed(checkpoint, tmp_path, m
         onnx.save(model, str(path))
         return path
 
-    monkeypatch.setattr(variants, "export_fp16", damaged_export)
+    monkeypatch.setitem(FORMATS, "fp16", replace(honest, write=damaged_export))
     result = CliRunner().invoke(export_main, [
         str(checkpoint), "--out", str(tmp_path), "--fp16", "--calib", str(ATT_FACES),
         "--cache-dir", str(tmp_path / "cache")])
@@ -156,7 +156,7 @@ def test_mirror_averaged_model_exports_once_and_ignores_mirroring(checkpoint, ex
                           str(mini_faces.directory), "--flip-average", "--device", "cpu"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert load_checkpoint(flipped)["flip_average"] is True
+    assert Checkpoint.load(flipped).flip_average is True
     result = CliRunner().invoke(export_main, [str(flipped), "--out", str(tmp_path / "out"),
                                               "--calib", str(ATT_FACES), "--cache-dir",
                                               str(tmp_path / "cache")])
@@ -213,3 +213,14 @@ def test_import_wraps_a_third_party_model_for_the_runtime(tmp_path):
     vectors = embedder.embed(crops)  # a dynamic batch now
     assert vectors.shape == (5, 64)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("formats", [("int8",), ("fp32", "png"), ("fp32", "int8", "int8")])
+def test_export_formats_are_rows_of_the_format_table(tmp_path, formats):
+    from siamese.export.config import ExportConfig
+    from siamese.runtime.errors import ConfigError
+
+    assert set(FORMATS) == {"fp32", "fp16", "int8", "torchscript"}
+    assert len({row.suffix for row in FORMATS.values()}) == len(FORMATS)
+    with pytest.raises(ConfigError):
+        ExportConfig(tmp_path / "best.pt", tmp_path, formats=formats)

@@ -1,13 +1,14 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from siamese.runtime import Preprocess
 from siamese.runtime.errors import ConfigError
-from siamese.train.checkpoint import build_model, load_checkpoint
+from siamese.train.checkpoint import Checkpoint
 from siamese.train.config import PRESETS
 from siamese.train.data import FaceTensors, normalize, to_unit_range
 from siamese.train.lfw import LFW
@@ -38,7 +39,7 @@ def test_training_lowers_the_loss(mini_faces, tmp_path, preset, changes):
     """Two epochs at the start against two at the end (the fixture gives a batch or two per
     epoch, so single epochs are noisy)."""
     config = PRESETS[preset].updated(**changes, augment=False, seed=3)
-    trainer = Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {"kind": "test"},
+    trainer = Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, None,
                       progress=False)
     losses = [trainer.run_epoch(epoch)["loss"] for epoch in range(8)]
     assert np.mean(losses[-2:]) < np.mean(losses[:2])
@@ -46,19 +47,20 @@ def test_training_lowers_the_loss(mini_faces, tmp_path, preset, changes):
 
 def test_checkpoint_carries_config_spec_calibration_and_resumes(mini_faces, tmp_path):
     config = PRESETS["seed"].updated(epochs=2, warmup_epochs=1, hard_mining_every=1)
-    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {"kind": "test"},
+    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, None,
             progress=False).run()
-    state = load_checkpoint(tmp_path / "last.pt")
-    assert state["epoch"] == 2 and state["arch"] == "seed"
-    assert Preprocess.from_dict(state["preprocess"]).size == 100
-    assert state["calibration"]["target_far"] == 1e-3
-    assert not set(state["val_people"]) & set(state["train_people"])
+    state = Checkpoint.load(tmp_path / "last.pt")
+    assert state.epoch == 2 and state.arch == "seed" and state.metric == "euclidean"
+    assert state.preprocess.size == 100
+    assert state.calibration.target_far == 1e-3 and state.calibration.val_auc is not None
+    assert not set(state.val_people) & set(state.train_people)
+    assert state.training is not None and len(state.history) == 2
     resumed = Trainer(config.updated(epochs=3), mini_faces, _train_records(mini_faces), tmp_path,
-                      {"kind": "test"}, progress=False)
+                      None, progress=False)
     resumed.resume(tmp_path / "last.pt")
     result = resumed.run()
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
-    model = build_model(load_checkpoint(tmp_path / "last.pt"))
+    model = Checkpoint.load(tmp_path / "last.pt").build_model()
     assert model(torch.zeros(1, 1, 100, 100)).shape == (1, 128)
 
 
@@ -98,7 +100,7 @@ def test_distillation_pulls_the_student_towards_the_teacher(mini_faces, tmp_path
              embeddings=teacher)
     config = PRESETS["edge-distill"].updated(arch="edge-resnet-s", distill=str(
         tmp_path / "teacher.npz"), augment=False, p=4, k=4, lr=0.05, warmup_epochs=0, seed=1)
-    trainer = Trainer(config, mini_faces, records, tmp_path, {"kind": "test"}, progress=False)
+    trainer = Trainer(config, mini_faces, records, tmp_path, None, progress=False)
     losses = [trainer.run_epoch(epoch)["loss"] for epoch in range(8)]
     assert losses[-1] < losses[0]
 
@@ -132,16 +134,16 @@ def test_morph_distillation_trains_and_never_uses_held_out_people(mini_faces, tm
     config = PRESETS["edge-distill"].updated(
         arch="edge-resnet-s", distill=str(tmp_path / "teacher.npz"),
         distill_morphs=str(tmp_path / "morphs.npz"), p=4, k=4, lr=0.05, warmup_epochs=0, seed=1)
-    trainer = Trainer(config, mini_faces, records, tmp_path, {"kind": "test"}, progress=False)
+    trainer = Trainer(config, mini_faces, records, tmp_path, None, progress=False)
     trained = {records[i].path for pair in pairs for i in pair
                if records[i].identity not in trainer.val_people}
     used = {trainer.train.records[int(i)].path
-            for i in torch.cat([trainer.morphs.first, trainer.morphs.second])}
+            for i in torch.cat([trainer.objective.morphs.first, trainer.objective.morphs.second])}
     assert used and used <= trained
     expected = sum(all(records[i].identity not in trainer.val_people for i in pair)
                    for pair in pairs)
-    assert len(trainer.morphs) == expected < len(pairs)
-    assert torch.allclose(trainer.morphs.targets.norm(dim=1), torch.ones(expected))
+    assert len(trainer.objective.morphs) == expected < len(pairs)
+    assert torch.allclose(trainer.objective.morphs.targets.norm(dim=1), torch.ones(expected))
     losses = [trainer.run_epoch(epoch)["loss"] for epoch in range(8)]
     assert losses[-1] < losses[0]
 
@@ -169,21 +171,21 @@ def test_recalibrate_recomputes_the_held_out_thresholds_in_place(mini_faces, tmp
 
     config = PRESETS["edge-distill"].updated(arch="edge-resnet-s", loss="batch-hard", p=4, k=2,
                                              epochs=1, warmup_epochs=0)
-    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, {"kind": "test"},
+    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, None,
             progress=False).run()
-    state = load_checkpoint(tmp_path / "best.pt")
-    expected = state["calibration"]
-    state["calibration"] = dict(expected, accuracy_threshold=9.0, far_threshold=9.0)
-    torch.save(state, tmp_path / "best.pt")
+    state = Checkpoint.load(tmp_path / "best.pt")
+    expected = state.calibration
+    state.calibration = replace(expected, accuracy_threshold=9.0, far_threshold=9.0)
+    state.save(tmp_path / "best.pt")
     tool = Path(__file__).parent.parent / "tools" / "recalibrate.py"
     run = subprocess.run([sys.executable, str(tool), str(tmp_path / "best.pt"), "--faces",
                           str(mini_faces.directory), "--device", "cpu"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    restored = load_checkpoint(tmp_path / "best.pt")["calibration"]
-    assert restored["accuracy_threshold_weighting"] == "person"
+    restored = Checkpoint.load(tmp_path / "best.pt").calibration
+    assert restored.accuracy_threshold_weighting == "person"
     for key in ("accuracy_threshold", "far_threshold", "val_auc"):
-        assert restored[key] == pytest.approx(expected[key], abs=1e-5)
+        assert getattr(restored, key) == pytest.approx(getattr(expected, key), abs=1e-5)
 
 
 def test_command_line_overrides_of_a_preset():
@@ -215,8 +217,39 @@ def test_extra_unlabelled_faces_are_distilled_alongside(mini_faces, tmp_path):
         arch="edge-resnet-s", distill=str(tmp_path / "teacher.npz"), p=4, k=4, lr=0.05,
         warmup_epochs=0, seed=1, extra_faces=str(extra.directory),
         extra_distill=str(tmp_path / "extra.npz"))
-    trainer = Trainer(config, mini_faces, records, tmp_path, {"kind": "test"}, progress=False)
-    assert len(trainer.extra) == 20
-    assert torch.allclose(trainer.extra.targets.norm(dim=1), torch.ones(20))
+    trainer = Trainer(config, mini_faces, records, tmp_path, None, progress=False)
+    assert len(trainer.objective.extra) == 20
+    assert torch.allclose(trainer.objective.extra.targets.norm(dim=1), torch.ones(20))
     losses = [trainer.run_epoch(epoch)["loss"] for epoch in range(8)]
     assert losses[-1] < losses[0]
+
+
+def test_slimmed_checkpoint_embeds_alike_and_cannot_be_resumed(mini_faces, tmp_path):
+    from siamese.runtime.errors import ModelError
+
+    config = PRESETS["seed"].updated(epochs=1, warmup_epochs=0)
+    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, None, progress=False).run()
+    full = Checkpoint.load(tmp_path / "last.pt")
+    full.slimmed(half=True).save(tmp_path / "model.pt")
+    slim = Checkpoint.load(tmp_path / "model.pt")
+    assert slim.training is None and slim.calibration == full.calibration
+    x = torch.rand(3, 1, 100, 100)
+    with torch.no_grad():
+        a, b = full.build_model()(x), slim.build_model()(x)
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.999
+    trainer = Trainer(config.updated(epochs=2), mini_faces, _train_records(mini_faces),
+                      tmp_path / "again", None, progress=False)
+    with pytest.raises(ModelError, match="no training state"):
+        trainer.resume(tmp_path / "model.pt")
+
+
+def test_a_checkpoint_missing_a_field_is_refused_by_name(mini_faces, tmp_path):
+    from siamese.runtime.errors import ModelError
+
+    config = PRESETS["seed"].updated(epochs=1, warmup_epochs=0)
+    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, None, progress=False).run()
+    payload = torch.load(tmp_path / "last.pt", weights_only=False)
+    del payload["calibration"]["far_threshold"]
+    torch.save(payload, tmp_path / "broken.pt")
+    with pytest.raises(ModelError, match="broken.pt"):
+        Checkpoint.load(tmp_path / "broken.pt")

@@ -13,10 +13,10 @@ import click
 import numpy as np
 from siamese.runtime.cli_support import SiameseCommand
 from siamese.train import metrics
+from siamese.train.calibration import calibrate
 from siamese.train.datasets import split_people
 from siamese.train.evaluate import score_lfw
 from siamese.train.lfw import LFW
-from siamese.train.trainer import calibrate
 
 
 def _centred(vectors: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def main(train_npz: Path, test_npz: Path, lfw_root: Path, val_fraction: float,
     report = score_lfw(vectors, paths, "cosine", calibration, LFW(lfw_root), set())
     view1, all_pairs = report["view1"], report["devtest_all_pairs"]
     cal = all_pairs["calibrated"]
-    click.echo(f"held-out AUC {calibration['val_auc']:.4f}; LFW View 1: "
+    click.echo(f"held-out AUC {calibration.val_auc:.4f}; LFW View 1: "
                f"{100 * view1['accuracy']:.2f}% at the held-out threshold (oracle "
                f"{100 * view1['best_threshold_accuracy']:.2f}%)")
     click.echo(f"DevTest all pairs ({all_pairs['genuine_pairs']} genuine, "

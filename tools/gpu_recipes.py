@@ -103,19 +103,12 @@ def epoch_seconds(run: Path) -> float | None:
 
 def slim(run: Path, half: bool) -> Path | None:
     """model.pt: the best checkpoint without optimizer, head and RNG state."""
-    import torch
+    from siamese.train.checkpoint import Checkpoint
 
     best = run / "best.pt"
     if not best.is_file():
         return None
-    state = torch.load(best, map_location="cpu", weights_only=False)
-    for key in ("optimizer", "head", "rng", "hard_triplets"):
-        state.pop(key, None)
-    if half:
-        state["model"] = {k: v.half() if v.is_floating_point() else v
-                          for k, v in state["model"].items()}
-        state["weights_stored_as"] = "float16"
-    torch.save(state, run / "model.pt")
+    Checkpoint.load(best).slimmed(half).save(run / "model.pt")
     return run / "model.pt"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import torch
 from siamese.runtime.cli_support import SiameseCommand
-from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
+from siamese.train.checkpoint import Checkpoint
 from siamese.train.cli import open_faces
 from siamese.train.config import PRESETS
 from siamese.train.embedding import crop_embedder
@@ -55,11 +55,10 @@ def main(lfw_root, faces_dir, cache_dir, margins, epochs, warmup_epochs, device,
                           progress=False)
         result = trainer.run()
         seconds = time.perf_counter() - started
-        state = load_checkpoint(result.best_checkpoint)
-        model = build_model(state).to(trainer.device)
-        report = evaluate_lfw(crop_embedder(model, checkpoint_preprocess(state), trainer.device),
-                              state["metric"], state["calibration"], lfw, faces,
-                              set(state["train_people"]))
+        best = Checkpoint.load(result.best_checkpoint)
+        model = best.build_model().to(trainer.device)
+        report = evaluate_lfw(crop_embedder(model, best.preprocess, trainer.device),
+                              best.metric, best.calibration, lfw, faces, set(best.train_people))
         aucs = [r["val_auc"] for r in result.history]
         converged = next(r["epoch"] for r in result.history if r["val_auc"] >= 0.95 * max(aucs))
         rows.append((margin, converged, result.history[-1]["loss"], report, seconds,

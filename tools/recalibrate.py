@@ -14,15 +14,11 @@ from pathlib import Path
 import click
 from siamese.runtime.cli_support import SiameseCommand
 from siamese.runtime.errors import DatasetError
-from siamese.train.checkpoint import (
-    build_model,
-    checkpoint_preprocess,
-    load_checkpoint,
-    save_atomic,
-)
+from siamese.train.calibration import validation_calibration
+from siamese.train.checkpoint import Checkpoint
 from siamese.train.data import FaceTensors
+from siamese.train.embedding import resolve_device
 from siamese.train.face_cache import open_prepared
-from siamese.train.trainer import resolve_device, validation_calibration
 
 
 @click.command(cls=SiameseCommand)
@@ -34,26 +30,25 @@ from siamese.train.trainer import resolve_device, validation_calibration
 @click.option("--device", default="auto", show_default=True)
 def main(checkpoint: Path, faces_dir: Path, flip_average: bool | None, device: str) -> None:
     """Recalibrate CHECKPOINT's thresholds on its held-out validation people."""
-    state = load_checkpoint(checkpoint)
+    state = Checkpoint.load(checkpoint)
     if flip_average is not None:
-        state["flip_average"] = flip_average
+        state.flip_average = flip_average
     faces = open_prepared(faces_dir)
-    records = faces.select(set(state["val_people"]))
-    if len({r.identity for r in records}) != len(state["val_people"]):
+    records = faces.select(set(state.val_people))
+    if len({r.identity for r in records}) != len(state.val_people):
         raise DatasetError(f"{faces_dir} lacks some of the checkpoint's held-out people")
-    spec, torch_device = checkpoint_preprocess(state), resolve_device(device)
-    model = build_model(state).to(torch_device)
-    target_far = state["calibration"]["target_far"]
-    val = FaceTensors.from_cache(faces, records, spec, torch_device)
-    before = state["calibration"]
-    state["calibration"] = validation_calibration(model, val, spec, state["metric"],
-                                                  torch_device, target_far)
-    save_atomic(state, checkpoint)
-    click.echo(f"{'with' if state.get('flip_average') else 'without'} mirror averaging: "
-               f"held-out AUC {before['val_auc']:.4f} -> {state['calibration']['val_auc']:.4f}; "
-               f"accuracy threshold {before['accuracy_threshold']:.4f} -> "
-               f"{state['calibration']['accuracy_threshold']:.4f}; FAR {target_far:g} threshold "
-               f"{before['far_threshold']:.4f} -> {state['calibration']['far_threshold']:.4f}")
+    torch_device = resolve_device(device)
+    model = state.build_model().to(torch_device)
+    before, target_far = state.calibration, state.calibration.target_far
+    val = FaceTensors.from_cache(faces, records, state.preprocess, torch_device)
+    state.calibration = after = validation_calibration(model, val, state.preprocess,
+                                                       state.metric, torch_device, target_far)
+    state.save(checkpoint)
+    click.echo(f"{'with' if state.flip_average else 'without'} mirror averaging: "
+               f"held-out AUC {before.val_auc:.4f} -> {after.val_auc:.4f}; "
+               f"accuracy threshold {before.accuracy_threshold:.4f} -> "
+               f"{after.accuracy_threshold:.4f}; FAR {target_far:g} threshold "
+               f"{before.far_threshold:.4f} -> {after.far_threshold:.4f}")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ faces_option = click.option("--faces", "faces_dir", type=click.Path(path_type=Pa
 
 def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | None,
                quiet: bool, faces_dir: Path | None = None) -> tuple:
-    """(aligned faces, training records, source description, LFW or None)."""
+    """(aligned faces, training records, TrainingSource, LFW or None)."""
     from siamese.train import face_cache
+    from siamese.train.checkpoint import TrainingSource
     from siamese.train.datasets import read_folder
     from siamese.train.lfw import LFW
 
@@ -33,18 +34,18 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
     if faces_dir is not None:
         faces = face_cache.open_prepared(faces_dir)
         if lfw_root is None:
-            return faces, faces.select(), {"kind": "folder", "root": str(faces.image_root)}, None
+            return faces, faces.select(), TrainingSource("folder", str(faces.image_root)), None
     if lfw_root is not None:
         lfw = LFW(lfw_root)
         if faces_dir is None:
             faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir,
                                           progress=not quiet)
         records = faces.select(set(lfw.view1_train_people))
-        return faces, records, {"kind": "lfw", "root": str(lfw.root.resolve()),
-                                "people": "peopleDevTrain"}, lfw
+        return faces, records, TrainingSource("lfw", str(lfw.root.resolve()),
+                                              "peopleDevTrain"), lfw
     images = read_folder(folder)
     faces, _ = face_cache.prepare("folder", folder, images, cache_dir, progress=not quiet)
-    return faces, faces.select(), {"kind": "folder", "root": str(Path(folder).resolve())}, None
+    return faces, faces.select(), TrainingSource("folder", str(Path(folder).resolve())), None
 
 
 def preset_config(preset: str, **overrides) -> TrainConfig:
@@ -103,13 +104,13 @@ def preset_config(preset: str, **overrides) -> TrainConfig:
 def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, quiet, verbose,
                **overrides):
     """Train a Siamese embedding network on LFW View 1's training people or on a folder."""
-    from siamese.train.checkpoint import load_checkpoint
+    from siamese.train.checkpoint import Checkpoint
     from siamese.train.trainer import Trainer
 
     setup_logging(verbose)
     if resume_dir is not None:
-        config = TrainConfig.from_dict(load_checkpoint(resume_dir / "last.pt")["config"])
-        config = config.updated(epochs=overrides.get("epochs"))
+        config = Checkpoint.load(resume_dir / "last.pt").config.updated(
+            epochs=overrides.get("epochs"))
         out = resume_dir
     else:
         config = preset_config(preset, **overrides)
@@ -142,10 +143,10 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
 def eval_main(checkpoint, lfw_root, cache_dir, faces_dir, out, view2, device, quiet):
     """Evaluate a checkpoint (or an exported .onnx model) on LFW: View 1 accuracy, ROC AUC, EER,
     TAR@FAR; report and plots."""
-    from siamese.train.checkpoint import build_model, checkpoint_preprocess, load_checkpoint
-    from siamese.train.embedding import crop_embedder
+    from siamese.train.calibration import Calibration
+    from siamese.train.checkpoint import Checkpoint
+    from siamese.train.embedding import crop_embedder, resolve_device
     from siamese.train.evaluate import evaluate_lfw, write_report
-    from siamese.train.trainer import resolve_device
 
     if lfw_root is None:
         raise DatasetError("give --lfw-root DIR (or set SIAMESE_LFW_ROOT)")
@@ -155,26 +156,26 @@ def eval_main(checkpoint, lfw_root, cache_dir, faces_dir, out, view2, device, qu
         embedder = Embedder(checkpoint)
         info = embedder.info
         faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet, faces_dir)
-        calibration = {"accuracy_threshold": info.accuracy_threshold,
-                       "far_threshold": info.threshold, "target_far": info.threshold_far}
+        calibration = Calibration(accuracy_threshold=info.accuracy_threshold,
+                                  far_threshold=info.threshold, target_far=info.threshold_far)
         # an ONNX file does not list its training people: overlap cannot be checked
         report = evaluate_lfw(embedder.embed, info.metric, calibration, lfw, faces, set(),
                               view2=view2)
         report.update(model=str(checkpoint), arch=info.arch, variant=info.variant,
-                      calibration=calibration, training_people="unknown (ONNX model)")
+                      calibration=calibration.to_dict(),
+                      training_people="unknown (ONNX model)")
         title = f"{info.arch} {info.variant}"
     else:
-        state = load_checkpoint(checkpoint)
-        model, spec = build_model(state), checkpoint_preprocess(state)
+        state = Checkpoint.load(checkpoint)
         torch_device = resolve_device(device)
-        model.to(torch_device)
+        model = state.build_model().to(torch_device)
         faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet, faces_dir)
-        report = evaluate_lfw(crop_embedder(model, spec, torch_device), state["metric"],
-                              state["calibration"], lfw, faces, set(state["train_people"]),
+        report = evaluate_lfw(crop_embedder(model, state.preprocess, torch_device), state.metric,
+                              state.calibration, lfw, faces, set(state.train_people),
                               view2=view2)
-        report.update(checkpoint=str(checkpoint), arch=state["arch"], epoch=state["epoch"],
-                      calibration=state["calibration"])
-        title = state["arch"]
+        report.update(checkpoint=str(checkpoint), arch=state.arch, epoch=state.epoch,
+                      calibration=state.calibration.to_dict())
+        title = state.arch
     out = out or Path(checkpoint).parent / "eval"
     path = write_report(report, out, title)
     v1, ap = report["view1"], report["devtest_all_pairs"]

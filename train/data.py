@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from siamese.runtime.preprocess import Preprocess
+from siamese.train.datasets import split_people
 from siamese.train.face_cache import AlignedFaces, CacheRecord
 
 
@@ -47,3 +48,16 @@ def normalize(x: torch.Tensor, spec: Preprocess) -> torch.Tensor:
     mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device)[:, None, None]
     std = torch.tensor(spec.std, dtype=x.dtype, device=x.device)[:, None, None]
     return (x - mean) / std
+
+
+def split_train_val(faces: AlignedFaces, records: list[CacheRecord], val_fraction: float,
+                    seed: int, spec: Preprocess,
+                    device: torch.device | str) -> tuple[FaceTensors, FaceTensors]:
+    """Training and held-out (validation) faces: a `val_fraction` of the people, all their
+    images, never trained on."""
+    train_people, val_people = split_people(sorted({r.identity for r in records}),
+                                            val_fraction, seed)
+    return (FaceTensors.from_cache(faces, [r for r in records if r.identity in train_people],
+                                   spec, device),
+            FaceTensors.from_cache(faces, [r for r in records if r.identity in val_people],
+                                   spec, device))

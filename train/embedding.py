@@ -8,6 +8,13 @@ from siamese.runtime.preprocess import Preprocess
 from siamese.train.data import normalize, to_unit_range
 
 
+def resolve_device(name: str) -> torch.device:
+    """auto (CUDA when there is one, else CPU), cpu or cuda[:N]."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 @torch.no_grad()
 def embed_pixels(model: torch.nn.Module, pixels: torch.Tensor, spec: Preprocess,
                  device: torch.device | str, batch_size: int = 512) -> np.ndarray:

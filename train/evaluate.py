@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from siamese.runtime.fileio import write_text_atomic
 from siamese.train import metrics
+from siamese.train.calibration import Calibration
 from siamese.train.face_cache import AlignedFaces
 from siamese.train.lfw import LFW, Pair
 
@@ -53,8 +54,8 @@ def _people(pairs: list[Pair]) -> set[str]:
     return {path.split("/")[0] for pair in pairs for path in (pair.left, pair.right)}
 
 
-def evaluate_lfw(embed: EmbedFn, metric: str, calibration: dict, lfw: LFW, faces: AlignedFaces,
-                 trained_people: set[str], view2: bool = False) -> dict:
+def evaluate_lfw(embed: EmbedFn, metric: str, calibration: Calibration, lfw: LFW,
+                 faces: AlignedFaces, trained_people: set[str], view2: bool = False) -> dict:
     """The report dictionary; `embed` maps aligned crops to embeddings (PyTorch or ONNX)."""
     test_people = set(lfw.view1_test_people)
     test_paths = [r.path for r in faces.records if r.identity in test_people]
@@ -66,12 +67,12 @@ def evaluate_lfw(embed: EmbedFn, metric: str, calibration: dict, lfw: LFW, faces
 
 
 def score_lfw(vectors: dict[str, np.ndarray], test_paths: list[str], metric: str,
-              calibration: dict, lfw: LFW, trained_people: set[str],
+              calibration: Calibration, lfw: LFW, trained_people: set[str],
               view2: bool = False) -> dict:
     """The report from embeddings by image path: `test_paths` are the DevTest images for all
     pairs; `vectors` also holds every image of the View 1 (and View 2) pairs."""
     scores, same = _pair_arrays(lfw.view1_test_pairs, vectors, metric)
-    threshold = calibration["accuracy_threshold"]
+    threshold = calibration.accuracy_threshold
     overlap = len(_people(lfw.view1_test_pairs) & trained_people)
     view1 = {
         "pairs": int(len(same)),
@@ -89,7 +90,7 @@ def score_lfw(vectors: dict[str, np.ndarray], test_paths: list[str], metric: str
     labels = np.array([path.split("/")[0] for path in test_paths])
     genuine, impostor = metrics.all_pair_scores(np.stack([vectors[p] for p in test_paths]),
                                                 labels, metric)
-    far_threshold = calibration["far_threshold"]
+    far_threshold = calibration.far_threshold
     tar_cal, far_cal = metrics.rates(genuine, impostor, far_threshold)
     all_pairs = {
         "images": len(test_paths), "genuine_pairs": int(len(genuine)),
@@ -99,7 +100,7 @@ def score_lfw(vectors: dict[str, np.ndarray], test_paths: list[str], metric: str
         "d_prime": metrics.d_prime(genuine, impostor),
         "tar_at_far": {f"{far:g}": metrics.tar_at_far(genuine, impostor, far)
                        for far in FAR_TARGETS},
-        "calibrated": {"threshold": far_threshold, "target_far": calibration["target_far"],
+        "calibrated": {"threshold": far_threshold, "target_far": calibration.target_far,
                        "tar": tar_cal, "far": far_cal},
     }
     report = {"metric": metric, "view1": view1, "devtest_all_pairs": all_pairs,

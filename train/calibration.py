@@ -1,0 +1,66 @@
+"""Decision thresholds chosen on held-out people, and the validation figures behind them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+from siamese.runtime.preprocess import Preprocess
+from siamese.train import metrics
+from siamese.train.data import FaceTensors
+from siamese.train.embedding import embed_pixels
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds of one model. The validation figures are None where the thresholds were not
+    chosen here (e.g. read from an exported model's metadata)."""
+
+    accuracy_threshold: float  # best balanced accuracy on the held-out pairs
+    far_threshold: float  # the threshold at `target_far` on the held-out impostor pairs
+    target_far: float
+    accuracy_threshold_weighting: str = "pair"  # pair | person (each person's pairs weigh 1)
+    val_tar_at_threshold: float | None = None
+    val_far_at_threshold: float | None = None
+    val_auc: float | None = None
+    val_genuine_pairs: int | None = None
+    val_impostor_pairs: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{key: value for key, value in data.items() if key in known})
+        except TypeError as exc:
+            raise ValueError(f"incomplete calibration: {exc}") from None
+
+
+def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float,
+              genuine_weights: np.ndarray | None = None) -> Calibration:
+    """Thresholds chosen on validation pairs: balanced accuracy (genuine pairs weighted by
+    `genuine_weights`, e.g. each person equally), and the target FAR."""
+    scores = np.concatenate([genuine, impostor])
+    same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
+    weights = None if genuine_weights is None else np.r_[genuine_weights, np.ones(len(impostor))]
+    far_threshold = metrics.threshold_at_far(impostor, target_far)
+    tar, far = metrics.rates(genuine, impostor, far_threshold)
+    return Calibration(
+        accuracy_threshold=metrics.best_threshold(scores, same, balanced=True, weights=weights),
+        far_threshold=far_threshold, target_far=target_far,
+        accuracy_threshold_weighting="person" if genuine_weights is not None else "pair",
+        val_tar_at_threshold=tar, val_far_at_threshold=far,
+        val_auc=metrics.roc_auc(genuine, impostor),
+        val_genuine_pairs=int(len(genuine)), val_impostor_pairs=int(len(impostor)))
+
+
+def validation_calibration(model: torch.nn.Module, val: FaceTensors, spec: Preprocess,
+                           metric: str, device: torch.device | str,
+                           target_far: float) -> Calibration:
+    """Thresholds and validation metrics over every pair of the held-out people's images."""
+    embeddings = embed_pixels(model, val.pixels, spec, device)
+    genuine, impostor = metrics.all_pair_scores(embeddings, val.labels, metric)
+    return calibrate(genuine, impostor, target_far, metrics.genuine_pair_weights(val.labels))
