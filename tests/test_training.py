@@ -253,3 +253,50 @@ def test_a_checkpoint_missing_a_field_is_refused_by_name(mini_faces, tmp_path):
     torch.save(payload, tmp_path / "broken.pt")
     with pytest.raises(ModelError, match="broken.pt"):
         Checkpoint.load(tmp_path / "broken.pt")
+
+
+def test_recalibrate_holds_the_far_on_varied_faces_too(mini_faces, tmp_path):
+    """--varied-faces: the FAR threshold is the higher of the held-out people's and the varied
+    faces' own (every pair of them taken as an impostor pair), and both are recorded. (The
+    fixture's faces stand in for the varied set; some of their pairs are the same person.)"""
+    from pathlib import Path
+
+    from siamese.train import metrics
+    from siamese.train.datasets import alternate_half
+
+    config = PRESETS["seed"].updated(epochs=1, warmup_epochs=0, l2_normalize=True)
+    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, None, progress=False).run()
+    tool = Path(__file__).parent.parent / "tools" / "recalibrate.py"
+    run = subprocess.run([sys.executable, str(tool), str(tmp_path / "best.pt"), "--faces",
+                          str(mini_faces.directory), "--varied-faces", str(mini_faces.directory),
+                          "--varied-half", "all", "--device", "cpu"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    state = Checkpoint.load(tmp_path / "best.pt")
+    calibration = state.calibration
+    detected = {r.path: r for r in mini_faces.records if r.detected}
+    assert calibration.varied_faces.endswith(f"all half: {len(detected)} faces")
+    assert calibration.far_threshold == max(calibration.varied_far_threshold,
+                                            held_out_threshold(state, mini_faces))
+    chosen = [detected[p] for p in alternate_half(list(detected), "all")]
+    from siamese.train.data import FaceTensors
+    from siamese.train.embedding import embed_pixels
+
+    tensors = FaceTensors.from_cache(mini_faces, chosen, state.preprocess)
+    vectors = embed_pixels(state.build_model(), tensors.pixels, state.preprocess, "cpu")
+    scores = metrics.similarity_matrix(vectors, "cosine")[np.triu_indices(len(chosen), k=1)]
+    assert (scores >= calibration.far_threshold).mean() <= calibration.target_far
+    too_few = subprocess.run([sys.executable, str(tool), str(tmp_path / "best.pt"), "--faces",
+                              str(mini_faces.directory), "--varied-faces",
+                              str(mini_faces.directory), "--varied-prefix", "Andy_Roddick/"],
+                             capture_output=True, text=True)
+    assert too_few.returncode == 2 and "too few" in too_few.stderr
+
+
+def held_out_threshold(state, faces) -> float:
+    from siamese.train.calibration import validation_calibration
+    from siamese.train.data import FaceTensors
+
+    val = FaceTensors.from_cache(faces, faces.select(set(state.val_people)), state.preprocess)
+    return validation_calibration(state.build_model(), val, state.preprocess, state.metric,
+                                  "cpu", state.calibration.target_far).far_threshold

@@ -9,6 +9,9 @@ means the threshold does not transfer to those faces.
 
     python tools/demographics.py FAIRFACE_CACHE fairface_label_val.csv \\
         --model runtime/models/siamese_edge.int8.onnx --model exports/sface/model.onnx
+
+`--half odd` measures on every other image only: the half a model's threshold was not
+calibrated on (tools/recalibrate.py --varied-half even).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from siamese.runtime.cli_support import SiameseCommand
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import DatasetError
+from siamese.train.datasets import alternate_half
 from siamese.train.face_cache import open_prepared
 
 
@@ -46,13 +50,16 @@ def false_match_rate(embeddings: np.ndarray, threshold: float) -> tuple[float, i
 @click.argument("labels", type=click.Path(exists=True, path_type=Path))
 @click.option("--model", "models", multiple=True, required=True,
               type=click.Path(exists=True, path_type=Path))
-def main(cache: Path, labels: Path, models: tuple[Path, ...]) -> None:
+@click.option("--half", type=click.Choice(["all", "even", "odd"]), default="all",
+              show_default=True, help="Every other image of the sorted list, or all.")
+def main(cache: Path, labels: Path, models: tuple[Path, ...], half: str) -> None:
     """Print a markdown table: per race x gender group and overall, each model's FMR."""
     groups = read_labels(labels)
     faces = open_prepared(cache)
-    records = [r for r in faces.records if r.path in groups and r.detected]
-    if not records:
+    by_path = {r.path: r for r in faces.records if r.path in groups and r.detected}
+    if not by_path:
         raise DatasetError(f"no image of {labels} is in the cache {cache}")
+    records = [by_path[path] for path in alternate_half(list(by_path), half)]
     crops = np.stack([np.asarray(faces.crops[r.row]) for r in records])
     members: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, record in enumerate(records):

@@ -26,6 +26,10 @@ class Calibration:
     val_auc: float | None = None
     val_genuine_pairs: int | None = None
     val_impostor_pairs: int | None = None
+    # the FAR threshold on unlabelled, more varied faces (every pair an impostor pair), when
+    # given: far_threshold is the higher of the two, so the FAR holds on both sets
+    varied_far_threshold: float | None = None
+    varied_faces: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,13 +44,20 @@ class Calibration:
 
 
 def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float,
-              genuine_weights: np.ndarray | None = None) -> Calibration:
+              genuine_weights: np.ndarray | None = None,
+              varied_impostor: np.ndarray | None = None,
+              varied_faces: str | None = None) -> Calibration:
     """Thresholds chosen on validation pairs: balanced accuracy (genuine pairs weighted by
-    `genuine_weights`, e.g. each person equally), and the target FAR."""
+    `genuine_weights`, e.g. each person equally), and the target FAR: on the validation
+    impostor pairs, or on those and `varied_impostor` scores, whichever threshold is higher."""
     scores = np.concatenate([genuine, impostor])
     same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
     weights = None if genuine_weights is None else np.r_[genuine_weights, np.ones(len(impostor))]
     far_threshold = metrics.threshold_at_far(impostor, target_far)
+    varied_threshold = None
+    if varied_impostor is not None:
+        varied_threshold = metrics.threshold_at_far(varied_impostor, target_far)
+        far_threshold = max(far_threshold, varied_threshold)
     tar, far = metrics.rates(genuine, impostor, far_threshold)
     return Calibration(
         accuracy_threshold=metrics.best_threshold(scores, same, balanced=True, weights=weights),
@@ -54,13 +65,23 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float,
         accuracy_threshold_weighting="person" if genuine_weights is not None else "pair",
         val_tar_at_threshold=tar, val_far_at_threshold=far,
         val_auc=metrics.roc_auc(genuine, impostor),
-        val_genuine_pairs=int(len(genuine)), val_impostor_pairs=int(len(impostor)))
+        val_genuine_pairs=int(len(genuine)), val_impostor_pairs=int(len(impostor)),
+        varied_far_threshold=varied_threshold, varied_faces=varied_faces)
 
 
 def validation_calibration(model: torch.nn.Module, val: FaceTensors, spec: Preprocess,
-                           metric: str, device: torch.device | str,
-                           target_far: float) -> Calibration:
-    """Thresholds and validation metrics over every pair of the held-out people's images."""
+                           metric: str, device: torch.device | str, target_far: float,
+                           varied: FaceTensors | None = None,
+                           varied_faces: str | None = None) -> Calibration:
+    """Thresholds and validation metrics over every pair of the held-out people's images; with
+    `varied` faces (unlabelled, each a different person) the FAR threshold holds on every pair
+    of those too."""
     embeddings = embed_pixels(model, val.pixels, spec, device)
     genuine, impostor = metrics.all_pair_scores(embeddings, val.labels, metric)
-    return calibrate(genuine, impostor, target_far, metrics.genuine_pair_weights(val.labels))
+    varied_impostor = None
+    if varied is not None:
+        scores = metrics.similarity_matrix(embed_pixels(model, varied.pixels, spec, device),
+                                           metric)
+        varied_impostor = scores[np.triu_indices(len(scores), k=1)]
+    return calibrate(genuine, impostor, target_far, metrics.genuine_pair_weights(val.labels),
+                     varied_impostor, varied_faces)

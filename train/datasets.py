@@ -52,6 +52,16 @@ def read_unlabelled(root: str | Path) -> list[FaceImage]:
     return images
 
 
+def alternate_half(paths: list[str], half: str) -> list[str]:
+    """Sorted `paths`, then every other one from the first (even) or the second (odd); all of
+    them for "all". Two halves of one set: one to calibrate on, the other to measure on."""
+    ordered = sorted(paths)
+    halves = {"all": ordered, "even": ordered[0::2], "odd": ordered[1::2]}
+    if half not in halves:
+        raise ValueError(f"half must be one of {', '.join(halves)}, not {half!r}")
+    return halves[half]
+
+
 def split_people(identities: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
     """(train, validation) people; at least two validation people so impostor pairs exist."""
     ordered = sorted(identities)
