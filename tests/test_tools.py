@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from siamese.runtime.verifier import DEFAULT_MODEL
 
 from .conftest import LFW_MINI
 
@@ -62,3 +63,32 @@ def test_teacher_evaluation_runs_the_students_protocol(mini_faces, tmp_path):
                           "--lfw-root", str(LFW_MINI)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "LFW View 1: 100.00% at the held-out threshold" in run.stdout
+
+
+def test_demographic_table_counts_pairs_per_group_and_halves(mini_faces, tmp_path):
+    """tools/demographics.py on the LFW fixture with made-up group labels: one row per group
+    with n(n-1)/2 pairs, and --half odd measures on the other half of --half even's images."""
+    detected = sorted(r.path for r in mini_faces.records if r.detected)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,age,gender,race\n" + "".join(
+        f"{path},20-29,{'Male' if i % 2 else 'Female'},Group{i % 3}\n"
+        for i, path in enumerate(detected)))
+    tool = str(TOOLS / "demographics.py")
+
+    def table(half: str) -> dict[str, list[str]]:
+        run = subprocess.run([sys.executable, tool, str(mini_faces.directory), str(labels),
+                              "--model", str(DEFAULT_MODEL), "--half", half],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        rows = [line.strip("| ").split(" | ") for line in run.stdout.splitlines()[2:]]
+        return {f"{row[0]} {row[1]}": row for row in rows}
+
+    everything, odd = table("all"), table("odd")
+    assert len(everything) == 6 + 2  # 3 x 2 groups, within-group and any-pair rows
+    for row in everything.values():
+        if row[0].startswith("Group"):
+            n = int(row[2])
+            assert int(row[3].replace(",", "")) == n * (n - 1) // 2
+            assert 0.0 <= float(row[4].rstrip("%")) <= 100.0
+    assert int(everything["all any pair"][2]) == len(detected)
+    assert int(odd["all any pair"][2]) == len(detected) // 2
