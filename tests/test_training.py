@@ -300,3 +300,33 @@ def held_out_threshold(state, faces) -> float:
     val = FaceTensors.from_cache(faces, faces.select(set(state.val_people)), state.preprocess)
     return validation_calibration(state.build_model(), val, state.preprocess, state.metric,
                                   "cpu", state.calibration.target_far).far_threshold
+
+
+@pytest.mark.parametrize("centre", ["train", "none"])
+def test_teacher_targets_centred_on_the_training_mean_or_kept_as_they_are(mini_faces, tmp_path,
+                                                                          centre):
+    from siamese.train.distill import load_teacher
+
+    records = _train_records(mini_faces)
+    vectors = np.random.default_rng(0).normal(1.0, 1.0, (len(records), 128)).astype(np.float32)
+    np.savez(tmp_path / "teacher.npz", paths=np.array([r.path for r in records]),
+             embeddings=vectors)
+    teacher = load_teacher(tmp_path / "teacher.npz", records, torch.device("cpu"), centre)
+    expected = vectors - (vectors.mean(0) if centre == "train" else 0)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(teacher.targets.numpy(), expected, atol=1e-5)
+
+
+def test_init_starts_from_a_checkpoints_weights_of_the_same_arch(mini_faces, tmp_path):
+    config = PRESETS["seed"].updated(epochs=1, warmup_epochs=0)
+    Trainer(config, mini_faces, _train_records(mini_faces), tmp_path / "first", None,
+            progress=False).run()
+    start = Checkpoint.load(tmp_path / "first" / "last.pt")
+    again = Trainer(config.updated(init=str(tmp_path / "first" / "last.pt")), mini_faces,
+                    _train_records(mini_faces), tmp_path / "second", None, progress=False)
+    for name, value in start.weights.items():
+        assert torch.equal(again.model.state_dict()[name], value), name
+    other = PRESETS["edge"].updated(arch="edge-resnet-s", init=str(tmp_path / "first" / "last.pt"))
+    with pytest.raises(ConfigError, match="is a seed"):
+        Trainer(other, mini_faces, _train_records(mini_faces), tmp_path / "third", None,
+                progress=False)

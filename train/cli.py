@@ -50,7 +50,7 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
 
 def preset_config(preset: str, **overrides) -> TrainConfig:
     """A preset with command-line overrides (None leaves a setting; head "none" drops it)."""
-    for name in ("distill", "distill_morphs", "extra_faces", "extra_distill"):
+    for name in ("distill", "distill_morphs", "extra_faces", "extra_distill", "init"):
         if overrides.get(name) is not None:
             overrides[name] = str(overrides[name])
     head = overrides.pop("head", None)
@@ -93,6 +93,10 @@ def preset_config(preset: str, **overrides) -> TrainConfig:
 @click.option("--extra-distill", type=click.Path(path_type=Path),
               help="The teacher's embeddings of those faces (e.g. tools/dedupe_extra_faces.py "
                    "output).")
+@click.option("--distill-centre", type=click.Choice(["train", "none"]),
+              help="Centre teacher targets on the training mean (dlib) or not (SFace).")
+@click.option("--init", type=click.Path(path_type=Path),
+              help="Start from this checkpoint's weights (same arch; a new schedule).")
 @click.option("--batch-size", type=click.IntRange(1))
 @click.option("--lr", type=float)
 @click.option("--warmup-epochs", type=click.IntRange(0))

@@ -32,12 +32,14 @@ class TrainConfig:
     hard_mining_every: int = 0  # seed trick: re-score triplets every N epochs (0: off)
     distill: str | None = None  # teacher embeddings (.npz with paths, embeddings) to distil from
     distill_weight: float = 1.0
+    distill_centre: str = "train"  # train: targets centred on the training mean (dlib) | none
     distill_morphs: str | None = None  # teacher embeddings of morphs (.npz) to distil from too
     morph_weight: float = 1.0
     extra_faces: str | None = None  # prepared cache of unlabelled faces distilled alongside
     extra_distill: str | None = None  # the teacher's embeddings of those faces (.npz)
     extra_weight: float = 1.0
     augment: bool = False
+    init: str | None = None  # start from this checkpoint's weights (same arch), fresh schedule
     val_fraction: float = 0.1  # training-side people held out for thresholds, never trained on
     target_far: float = 1e-3
     seed: int = 0
@@ -58,7 +60,7 @@ class TrainConfig:
     def validate(self) -> None:
         choices = {"loss": ("triplet", "batch-hard", "semi-hard", "none"),
                    "head": (None, "cosface", "arcface"), "optimizer": ("adam", "sgd"),
-                   "schedule": ("constant", "cosine")}
+                   "schedule": ("constant", "cosine"), "distill_centre": ("train", "none")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")

@@ -35,8 +35,8 @@ class Objective:
         self.labels = torch.as_tensor(train.labels, device=device)
         self.head = (MarginSoftmax(config.embedding_dim, len(train.identities), config.head)
                      .to(device) if config.head else None)
-        self.teacher = (load_teacher(Path(config.distill), train.records, device)
-                        if config.distill else None)
+        self.teacher = (load_teacher(Path(config.distill), train.records, device,
+                                     config.distill_centre) if config.distill else None)
         self.morphs = (load_morphs(Path(config.distill_morphs), train.records, self.teacher,
                                    device) if config.distill_morphs else None)
         self.extra = (load_extra_faces(Path(config.extra_faces), Path(config.extra_distill),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from siamese.runtime.errors import ModelError
+from siamese.runtime.errors import ConfigError, ModelError
 from siamese.runtime.fileio import write_text_atomic
 from siamese.train.calibration import Calibration, validation_calibration
 from siamese.train.checkpoint import Checkpoint, TrainingSource, TrainingState
@@ -48,6 +48,8 @@ class Trainer:
                                                config.seed, self.spec, self.device)
         self.model = create_backbone(config.arch, config.embedding_dim,
                                      config.l2_normalize).to(self.device)
+        if config.init:
+            self._init_from(Path(config.init))
         self.objective = Objective(config, self.train, self.spec, self.device)
         params = list(self.model.parameters()) + self.objective.parameters()
         if config.optimizer == "adam":
@@ -63,6 +65,17 @@ class Trainer:
     @property
     def val_people(self) -> list[str]:
         return self.val.identities
+
+    def _init_from(self, path: Path) -> None:
+        start = Checkpoint.load(path, str(self.device))
+        if (start.arch, start.embedding_dim) != (self.config.arch, self.config.embedding_dim):
+            raise ConfigError(f"--init {path} is a {start.arch} ({start.embedding_dim}-d); this "
+                              f"run trains a {self.config.arch} ({self.config.embedding_dim}-d)")
+        held_out_seen = set(start.train_people) & set(self.val_people)
+        if held_out_seen:
+            raise ConfigError(f"--init {path} was trained on {len(held_out_seen)} of this run's "
+                              f"held-out people; its thresholds would not be honest")
+        self.model.load_state_dict(start.weights)
 
     # --- epochs ---------------------------------------------------------------------------
     def lr_at(self, epoch: int) -> float:
