@@ -613,7 +613,7 @@ def _model_with(tmp_path: Path, **changes: str) -> Path:
     ({"threshold": '"0.5"'}, "threshold"), ({"threshold": "NaN"}, "threshold"),
     ({"threshold": "-5"}, "threshold"), ({"threshold_far": "2"}, "threshold_far"),
     ({"embedding_dim": "64"}, "disagrees"), ({"embedding_dim": "true"}, "embedding_dim"),
-    ({"preprocess": '{"size": 96, "color": "rgb", "mean": [0.5, 0.5, 0.5], '
+    ({"preprocess": '{"size": 80, "color": "rgb", "mean": [0.5, 0.5, 0.5], '
                     '"std": [0.5, 0.5, 0.5], "layout": "NCHW"}'}, "disagrees"),
     ({"preprocess": '{"size": 112, "color": "rgb", "mean": [0.5, 0.5, 0.5], '
                     '"std": [0.0, 0.5, 0.5], "layout": "NCHW"}'}, "std"),
