@@ -26,6 +26,18 @@ def _sample(rng: np.random.Generator, items: list, count: int) -> list:
     return [items[i] for i in sorted(rng.choice(len(items), size=count, replace=False))]
 
 
+def _lfw_faces(lfw_root: Path, cache_dir: Path | None) -> tuple[LFW, face_cache.AlignedFaces]:
+    lfw = LFW(lfw_root)
+    faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir, progress=False)
+    return lfw, faces
+
+
+def _folder_faces(folder: Path, cache_dir: Path | None) -> face_cache.AlignedFaces:
+    faces, _ = face_cache.prepare("folder", folder, read_folder(folder), cache_dir,
+                                  progress=False)
+    return faces
+
+
 def load_face_sets(lfw_root: Path | None, calib_dir: Path | None, cache_dir: Path | None,
                    train_people: set[str], calib_count: int, parity_count: int,
                    seed: int = 0) -> FaceSets:
@@ -33,8 +45,7 @@ def load_face_sets(lfw_root: Path | None, calib_dir: Path | None, cache_dir: Pat
     View 1 test pairs. A folder: its faces split into calibration and parity halves."""
     rng = np.random.default_rng(seed)
     if lfw_root is not None:
-        lfw = LFW(lfw_root)
-        faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir, progress=False)
+        lfw, faces = _lfw_faces(lfw_root, cache_dir)
         calib = _sample(rng, faces.select(train_people), calib_count)
         parity = _sample(rng, faces.select(set(lfw.view1_test_people)), parity_count)
         pairs = lfw.view1_test_pairs
@@ -43,8 +54,7 @@ def load_face_sets(lfw_root: Path | None, calib_dir: Path | None, cache_dir: Pat
                         np.stack([faces.crop(r.path) for r in parity]), pairs,
                         {path: faces.crop(path) for path in paths})
     if calib_dir is not None:
-        faces, _ = face_cache.prepare("folder", calib_dir, read_folder(calib_dir), cache_dir,
-                                      progress=False)
+        faces = _folder_faces(calib_dir, cache_dir)
         records = faces.select()
         if len(records) < 4:
             raise DatasetError(f"{calib_dir}: need at least 4 face images for calibration and "
@@ -64,12 +74,10 @@ def held_out_faces(lfw_root: Path | None, calib_dir: Path | None,
     """(crops, integer person labels) to calibrate an imported model's thresholds on: LFW's training
     side (peopleDevTrain, never its test people) or a folder ROOT/<person>/<images>."""
     if lfw_root is not None:
-        lfw = LFW(lfw_root)
-        faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir, progress=False)
+        lfw, faces = _lfw_faces(lfw_root, cache_dir)
         records = faces.select(set(lfw.view1_train_people))
     elif calib_dir is not None:
-        faces, _ = face_cache.prepare("folder", calib_dir, read_folder(calib_dir), cache_dir,
-                                      progress=False)
+        faces = _folder_faces(calib_dir, cache_dir)
         records = faces.select()
     else:
         raise DatasetError("held-out faces are needed for the thresholds: give --lfw-root DIR "

@@ -10,7 +10,6 @@ runtime, siamese-eval and siamese-bench then use it like our own exports.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, replace
 from importlib import metadata
@@ -21,7 +20,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 from siamese.export.onnx_export import save_atomic, write_metadata
-from siamese.runtime.embedder import Embedder
+from siamese.runtime.embedder import Embedder, file_fingerprint
 from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.preprocess import Preprocess
@@ -123,7 +122,7 @@ def import_onnx(config: ImportConfig, held_out_crops: np.ndarray,
     model = prepare_graph(config.model)
     outputs = model.graph.output[0].type.tensor_type.shape.dim
     dim = outputs[-1].dim_value if outputs else 0
-    source = hashlib.sha256(Path(config.model).read_bytes()).hexdigest()
+    source = file_fingerprint(config.model)
     info = ModelInfo(preprocess=config.preprocess, embedding_dim=int(dim), metric="cosine",
                      threshold=0.5, threshold_far=config.target_far, arch=config.name,
                      source_sha256=source, version=metadata.version("siamese-edge"),

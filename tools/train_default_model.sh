@@ -7,7 +7,7 @@
 # Times measured 2026-11-29 on the project's 2-core CPU (no GPU):
 #   1. align LFW (13,233 images) and FairFace (45,000)                      52 s + 112 s
 #   2. import SFace; its thresholds on LFW DevTrain people                   2 min
-#   3. SFace targets: LFW (+ mirrors) and FairFace                           3.5 + 7.4 min
+#   3. SFace targets: LFW and FairFace            3.5 min (with mirror images, unused) + 7.4 min
 #   4. drop FairFace train faces SFace matches to an LFW test person         221 of 40,000
 #   5. train edge-resnet (96 px) on DevTrain + FairFace train, 36 epochs     36 min
 #   6. go on to epoch 130 (the cosine schedule restarts from its position)   77 min
@@ -37,9 +37,9 @@ siamese-import "$SFACE" --out exports/sface --name sface \
     --provenance "OpenCV Zoo SFace, Apache-2.0" --mean 0,0,0 --std 1/255,1/255,1/255 \
     --lfw-root "$LFW"
 
-step "3. SFace targets of every LFW crop (and its mirror) and every FairFace crop"
+step "3. SFace targets of every LFW crop and every FairFace crop"
 python tools/teacher_embeddings.py "$LFW_CACHE" "$RUN-sface-lfw.npz" \
-    --teacher exports/sface/model.onnx --mirror
+    --teacher exports/sface/model.onnx
 python tools/teacher_embeddings.py "$FF_CACHE" "$RUN-sface-fairface.npz" \
     --teacher exports/sface/model.onnx
 

@@ -75,7 +75,7 @@ class Checkpoint:
 
     @property
     def metric(self) -> str:
-        return "cosine" if self.config.l2_normalize else "euclidean"
+        return self.config.metric
 
     def build_model(self) -> nn.Module:
         """The embedding model, weights loaded, in eval mode (mirror-averaged if flip_average)."""

@@ -45,6 +45,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
 
+    @property
+    def metric(self) -> str:
+        """How embeddings are compared: cosine for unit embeddings, else Euclidean."""
+        return "cosine" if self.l2_normalize else "euclidean"
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from siamese.runtime.errors import DatasetError
-from siamese.train.face_cache import CacheRecord
+from siamese.runtime.preprocess import Preprocess
+from siamese.train.data import FaceTensors
+from siamese.train.face_cache import CacheRecord, open_prepared
 
 
 @dataclass
@@ -59,17 +61,23 @@ def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
                            f"{exc}") from None
 
 
+def _vectors(data: dict[str, np.ndarray], records: list[CacheRecord]) -> torch.Tensor:
+    """The rows of `data["embeddings"]` for `records`, matched by path (all must be there)."""
+    index = {str(p): i for i, p in enumerate(data["paths"])}
+    return torch.from_numpy(data["embeddings"][[index[r.path] for r in records]]).float()
+
+
 def load_teacher(path: Path, records: list[CacheRecord], device: torch.device,
                  centre: str = "train") -> Teacher:
     """The teacher's embeddings of `records` (tools/teacher_embeddings.py), centred on their
     mean (`centre="train"`) or not (`"none"`), unit length."""
     data = _load(path, ("paths", "embeddings"))
-    index = {str(p): i for i, p in enumerate(data["paths"])}
-    missing = [r.path for r in records if r.path not in index]
+    known = {str(p) for p in data["paths"]}
+    missing = [r.path for r in records if r.path not in known]
     if missing:
         raise DatasetError(f"{path} has no teacher embedding for {len(missing)} training images, "
                            f"e.g. {missing[0]}")
-    vectors = torch.from_numpy(data["embeddings"][[index[r.path] for r in records]]).float()
+    vectors = _vectors(data, records)
     mean = vectors.mean(0) if centre == "train" else torch.zeros(vectors.shape[1])
     return Teacher(F.normalize(vectors - mean, dim=1).to(device), mean.to(device))
 
@@ -103,22 +111,18 @@ class ExtraFaces:
         return len(self.targets)
 
 
-def load_extra_faces(cache: Path, teacher_path: Path, spec, teacher: Teacher,
+def load_extra_faces(cache: Path, teacher_path: Path, spec: Preprocess, teacher: Teacher,
                      device: torch.device) -> ExtraFaces:
     """The faces of a prepared cache that `teacher_path` (paths, embeddings) has targets for,
     e.g. the output of tools/dedupe_extra_faces.py."""
-    from siamese.train.data import FaceTensors
-    from siamese.train.face_cache import open_prepared
-
     faces = open_prepared(cache)
     data = _load(teacher_path, ("paths", "embeddings"))
-    index = {str(p): i for i, p in enumerate(data["paths"])}
-    records = [r for r in faces.records if r.path in index]
+    known = {str(p) for p in data["paths"]}
+    records = [r for r in faces.records if r.path in known]
     if not records:
         raise DatasetError(f"{teacher_path} has no embedding for any face of {cache}")
-    vectors = torch.from_numpy(data["embeddings"][[index[r.path] for r in records]]).float()
     tensors = FaceTensors.from_cache(faces, records, spec, device)
-    return ExtraFaces(tensors.pixels, teacher.centred(vectors.to(device)))
+    return ExtraFaces(tensors.pixels, teacher.centred(_vectors(data, records).to(device)))
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

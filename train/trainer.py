@@ -110,12 +110,8 @@ class Trainer:
                 "images_per_s": images / seconds, "seconds": seconds}
 
     def validate(self) -> Calibration:
-        return validation_calibration(self.model, self.val, self.spec, self.metric, self.device,
-                                      self.config.target_far)
-
-    @property
-    def metric(self) -> str:
-        return "cosine" if self.config.l2_normalize else "euclidean"
+        return validation_calibration(self.model, self.val, self.spec, self.config.metric,
+                                      self.device, self.config.target_far)
 
     # --- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, epoch: int, calibration: Calibration) -> Checkpoint:
