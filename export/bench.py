@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ModelError
 

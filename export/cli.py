@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import FiniteFloat, SiameseCommand, setup_logging
+from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_logging
 
 
 @click.command(cls=SiameseCommand)
@@ -104,7 +104,7 @@ def import_main(model, out_dir, name, provenance, size, color, mean, std, layout
     --model, siamese-eval and siamese-bench use it like our own exports."""
     from siamese.export.faces import held_out_faces
     from siamese.export.import_model import ImportConfig, import_onnx
-    from siamese.runtime.preprocess import Preprocess
+    from siamese.runtime.vision.preprocess import Preprocess
 
     setup_logging(verbose)
     spec = Preprocess(size=size, color=color, mean=_floats(mean), std=_floats(std),

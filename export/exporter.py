@@ -16,8 +16,8 @@ from siamese.export.formats import FORMATS, ExportSource
 from siamese.export.parity import Parity, compare
 from siamese.runtime.embedder import file_fingerprint
 from siamese.runtime.errors import ModelError
-from siamese.runtime.fileio import write_text_atomic
 from siamese.runtime.model_info import ModelInfo
+from siamese.runtime.storage.fileio import write_text_atomic
 from siamese.train.checkpoint import Checkpoint
 from siamese.train.embedding import crop_embedder
 from siamese.train.evaluate import pair_accuracy

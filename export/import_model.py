@@ -23,7 +23,7 @@ from siamese.export.onnx_export import save_atomic, write_metadata
 from siamese.runtime.embedder import Embedder, file_fingerprint
 from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
-from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train import metrics
 from siamese.train.calibration import Calibration, calibrate
 

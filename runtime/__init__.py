@@ -4,8 +4,6 @@ This package never imports torch; training and export import it, never the other
 """
 
 import siamese.runtime._environment  # noqa: F401  (first: settings read by onnxruntime, OpenCV)
-from siamese.runtime.align import TEMPLATE_112, align_face, similarity_transform
-from siamese.runtime.detector import Face, FaceDetector
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import (
     ConfigError,
@@ -18,11 +16,13 @@ from siamese.runtime.errors import (
     SourceError,
     StorageError,
 )
-from siamese.runtime.imageio import read_image
 from siamese.runtime.model_info import ModelInfo
-from siamese.runtime.preprocess import Preprocess
-from siamese.runtime.references import Template
+from siamese.runtime.storage.references import Template
 from siamese.runtime.verifier import Comparison, Decision, Verifier, VerifyConfig
+from siamese.runtime.vision.align import TEMPLATE_112, align_face, similarity_transform
+from siamese.runtime.vision.detector import Face, FaceDetector
+from siamese.runtime.vision.imageio import read_image
+from siamese.runtime.vision.preprocess import Preprocess
 
 __all__ = [
     "TEMPLATE_112",

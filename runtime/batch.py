@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from siamese.runtime.align import align_face
-from siamese.runtime.datasets_io import IMAGE_SUFFIXES
 from siamese.runtime.errors import ConfigError, SiameseError
-from siamese.runtime.fileio import write_bytes_atomic, write_text_atomic
-from siamese.runtime.imageio import read_image
+from siamese.runtime.storage.datasets_io import IMAGE_SUFFIXES
+from siamese.runtime.storage.fileio import write_bytes_atomic, write_text_atomic
+from siamese.runtime.vision.align import align_face
+from siamese.runtime.vision.imageio import read_image
 
 if TYPE_CHECKING:
     from siamese.runtime.verifier import Verifier

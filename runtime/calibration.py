@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from siamese.runtime.errors import ConfigError, IntegrityError, ReferenceError, SiameseError
-from siamese.runtime.fileio import read_regular_file, write_text_atomic
-from siamese.runtime.integrity import tag, verify_tag
 from siamese.runtime.model_info import check_threshold
+from siamese.runtime.storage.fileio import read_regular_file, write_text_atomic
+from siamese.runtime.storage.integrity import tag, verify_tag
 
 if TYPE_CHECKING:
     from siamese.runtime.verifier import Verifier
@@ -80,7 +80,7 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray,
 
 def calibrate_folder(verifier: Verifier, folder: Path, target_far: float) -> SiteCalibration:
     """Measure the site threshold on DIR/<person>/<images> (at least two people)."""
-    from siamese.runtime.datasets_io import list_images
+    from siamese.runtime.storage.datasets_io import list_images
 
     if not 0 < target_far < 1 or not math.isfinite(target_far):
         raise ConfigError(f"--far must lie in (0, 1), not {target_far}")

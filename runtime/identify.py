@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from siamese.runtime.align import align_face
-from siamese.runtime.gallery import GalleryIndex, Match
-from siamese.runtime.imageio import as_bgr_frame
-from siamese.runtime.quality import assess
+from siamese.runtime.storage.gallery import GalleryIndex, Match
+from siamese.runtime.vision.align import align_face
+from siamese.runtime.vision.imageio import as_bgr_frame
+from siamese.runtime.vision.quality import assess
 
 if TYPE_CHECKING:
     from siamese.runtime.verifier import Verifier

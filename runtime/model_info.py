@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from siamese.runtime.errors import ConfigError, ModelError
-from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.vision.preprocess import Preprocess
 
 METADATA_PREFIX = "siamese."
 OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average", "provenance"})

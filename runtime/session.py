@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from siamese.runtime.errors import ConfigError
-from siamese.runtime.sources import Frame, ThreadedSource
+from siamese.runtime.vision.sources import Frame, ThreadedSource
 
 if TYPE_CHECKING:
-    from siamese.runtime.references import Template
+    from siamese.runtime.storage.references import Template
     from siamese.runtime.verifier import Decision, Verifier
 
 POLL_S = 0.25  # longest wait for one frame before the deadline is checked again

@@ -21,31 +21,31 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from siamese.runtime.align import align_face
-from siamese.runtime.datasets_io import list_images
-from siamese.runtime.detector import (
-    MODELS_DIR,
-    DetectorConfig,
-    Face,
-    FaceDetector,
-    largest_face,
-)
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ConfigError, ModelError, ReferenceError, StorageError
-from siamese.runtime.fileio import read_regular_file
-from siamese.runtime.imageio import MAX_IMAGE_BYTES, as_bgr_frame, decode_image
-from siamese.runtime.integrity import load_or_create_key
 from siamese.runtime.model_info import check_threshold
-from siamese.runtime.quality import Quality, QualityConfig, assess, describe_flags
-from siamese.runtime.references import (
+from siamese.runtime.session import VerificationSession
+from siamese.runtime.storage.datasets_io import list_images
+from siamese.runtime.storage.fileio import read_regular_file
+from siamese.runtime.storage.integrity import load_or_create_key
+from siamese.runtime.storage.references import (
     EmbeddingCache,
     Template,
     check_name,
     is_template,
     load_template,
 )
-from siamese.runtime.session import VerificationSession
-from siamese.runtime.sources import Frame, ThreadedSource
+from siamese.runtime.vision.align import align_face
+from siamese.runtime.vision.detector import (
+    MODELS_DIR,
+    DetectorConfig,
+    Face,
+    FaceDetector,
+    largest_face,
+)
+from siamese.runtime.vision.imageio import MAX_IMAGE_BYTES, as_bgr_frame, decode_image
+from siamese.runtime.vision.quality import Quality, QualityConfig, assess, describe_flags
+from siamese.runtime.vision.sources import Frame, ThreadedSource
 
 log = logging.getLogger(__name__)
 

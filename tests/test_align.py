@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 from siamese.runtime import TEMPLATE_112, FaceDetector, align_face, read_image
-from siamese.runtime.align import similarity_transform, transform_points
+from siamese.runtime.vision.align import similarity_transform, transform_points
 
 from .conftest import FIXTURES, LFW_MINI
 

@@ -15,24 +15,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from siamese.runtime.gallery import Gallery, GalleryIndex
+from siamese.runtime.storage.gallery import Gallery, GalleryIndex
 from siamese.runtime.verifier import DEFAULT_MODEL, Verifier
 
 from .conftest import LFW_MINI
 
 PEOPLE = LFW_MINI / "lfw-deepfunneled"
 ENROLLED = ("Andy_Roddick", "Joschka_Fischer", "Gray_Davis")
-ENTRIES = {"gallery": ("cli_gallery", "gallery_main"), "identify": ("cli_gallery", "identify_main"),
-           "calibrate": ("cli_batch", "calibrate_main"), "embed": ("cli_batch", "embed_main"),
-           "verify": ("cli", "verify_main")}
+ENTRIES = {"gallery": ("gallery", "gallery_main"), "identify": ("gallery", "identify_main"),
+           "calibrate": ("batch", "calibrate_main"), "embed": ("batch", "embed_main"),
+           "verify": ("verify", "verify_main")}
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no packaged default model")
 
 
 def run(command: str, *args: str) -> subprocess.CompletedProcess:
     module, entry = ENTRIES[command]
-    return subprocess.run([sys.executable, "-c", f"from siamese.runtime.{module} import {entry}; "
-                           f"{entry}()", *args], capture_output=True, text=True, timeout=300)
+    code = f"from siamese.runtime.commands.{module} import {entry}; {entry}()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def lines(result: subprocess.CompletedProcess) -> list[dict]:
@@ -156,7 +157,7 @@ def test_concurrent_writers_keep_every_person(tmp_path):
     path = tmp_path / "g.db"
     verifier = Verifier.from_model(cache_dir=tmp_path / "c")
     Gallery.open(path, verifier, create=True).close()
-    processes = [subprocess.Popen([sys.executable, "-c", "from siamese.runtime.cli_gallery "
+    processes = [subprocess.Popen([sys.executable, "-c", "from siamese.runtime.commands.gallery "
                                    "import gallery_main; gallery_main()", "add", str(path), name,
                                    str(sorted((PEOPLE / name).glob("*.jpg"))[0])],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

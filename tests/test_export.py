@@ -87,7 +87,7 @@ def test_torchscript_loads_and_matches(exported, checkpoint, mini_faces):
 
 def test_runtime_points_a_torchscript_model_to_the_loader(exported, tmp_path):
     out, _ = exported
-    result = subprocess.run([sys.executable, "-c", "from siamese.runtime.cli import "
+    result = subprocess.run([sys.executable, "-c", "from siamese.runtime.commands.verify import "
                              "compare_main; compare_main()", "--model",
                              str(out / "model.torchscript.pt"), "a.jpg", "b.jpg"],
                             capture_output=True, text=True, timeout=120)

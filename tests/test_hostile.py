@@ -25,10 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from siamese.runtime.errors import ImageError, IntegrityError, ReferenceError, SiameseError
-from siamese.runtime.imageio import as_bgr_frame, decode_image
-from siamese.runtime.integrity import load_or_create_key
-from siamese.runtime.references import EmbeddingCache, Template
+from siamese.runtime.storage.integrity import load_or_create_key
+from siamese.runtime.storage.references import EmbeddingCache, Template
 from siamese.runtime.verifier import DEFAULT_MODEL, Verifier
+from siamese.runtime.vision.imageio import as_bgr_frame, decode_image
 
 from .conftest import LFW_MINI
 from .hostile_servers import GarbageServer, SilentServer, SlowServer, StallingServer
@@ -77,7 +77,7 @@ class Run:
 def cli(command: str, *args: str, cache: Path, env: dict | None = None,
         timeout: float = 120) -> Run:
     entry = {"verify": "verify_main", "enroll": "enroll_main"}[command]
-    code = f"from siamese.runtime.cli import {entry}; {entry}()"
+    code = f"from siamese.runtime.commands.verify import {entry}; {entry}()"
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-c", _MEASURED, sys.executable, "-c", code, *args,
                              "--cache-dir", str(cache)], capture_output=True, text=True,
@@ -177,7 +177,7 @@ def test_session_api_keeps_the_deadline_when_the_source_never_delivers(verifier)
 
 def test_dead_reader_thread_is_an_error_not_a_wait():
     from siamese.runtime.errors import SourceError
-    from siamese.runtime.sources import ThreadedSource
+    from siamese.runtime.vision.sources import ThreadedSource
 
     class Dying(ThreadedSource):
         live = True
@@ -231,7 +231,7 @@ def test_stream_credentials_never_reach_stderr(tmp_path):
 def test_internal_errors_exit_3_with_one_line(tmp_path):
     code = ("import siamese.runtime.verifier as v\n"
             "v.Verifier.verify = lambda *a, **k: 1 / 0\n"
-            "from siamese.runtime.cli import verify_main; verify_main()")
+            "from siamese.runtime.commands.verify import verify_main; verify_main()")
     result = subprocess.run([sys.executable, "-c", code, "--ref", str(ANDY[0]), "--image",
                              str(ANDY[1]), "--cache-dir", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
@@ -468,7 +468,7 @@ def test_kill_during_enrolment_keeps_the_old_template_and_leaves_no_temp(templat
             "rename = os.replace\n"
             "os.replace = lambda a, b: time.sleep(60) if str(b).endswith('andy.json') "
             "else rename(a, b)\n"
-            "from siamese.runtime.cli import enroll_main; enroll_main()")
+            "from siamese.runtime.commands.verify import enroll_main; enroll_main()")
     process = subprocess.Popen([sys.executable, "-c", code, "andy", str(ANDY[3]), "--store",
                                 str(template_file), "--cache-dir", str(tmp_path / "refs")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -488,7 +488,8 @@ def test_kill_during_enrolment_keeps_the_old_template_and_leaves_no_temp(templat
 
 def test_concurrent_enrolments_leave_one_valid_template(tmp_path):
     store = tmp_path / "same.json"
-    processes = [subprocess.Popen([sys.executable, "-c", "from siamese.runtime.cli import "
+    processes = [subprocess.Popen([sys.executable, "-c",
+                                   "from siamese.runtime.commands.verify import "
                                    "enroll_main; enroll_main()", "p", str(image), "--store",
                                    str(store), "--cache-dir", str(tmp_path / f"c{i}")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -539,7 +540,7 @@ def test_unwritable_stores_are_one_line(make_store, words, tmp_path):
 
 def test_new_folders_are_private_whatever_the_umask(tmp_path):
     code = ("import os; os.umask(0)\n"
-            "from siamese.runtime.cli import enroll_main; enroll_main()")
+            "from siamese.runtime.commands.verify import enroll_main; enroll_main()")
     store = tmp_path / "deep" / "er" / "andy.json"
     result = subprocess.run([sys.executable, "-c", code, "andy", str(ANDY[0]), "--store",
                              str(store), "--cache-dir", str(tmp_path / "refs")],

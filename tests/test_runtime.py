@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 from siamese.runtime.errors import ModelError
-from siamese.runtime.integrity import load_or_create_key
-from siamese.runtime.references import Template, save_template
+from siamese.runtime.storage.integrity import load_or_create_key
+from siamese.runtime.storage.references import Template, save_template
 from siamese.runtime.verifier import DEFAULT_MODEL, Verifier
 
 from .conftest import LFW_MINI
@@ -52,8 +52,9 @@ def accuracy_threshold() -> str:
 
 def run_cli(command: str, *args: str, cache: Path) -> subprocess.CompletedProcess:
     entry = {"verify": "verify_main", "enroll": "enroll_main"}[command]
-    return subprocess.run([sys.executable, "-c", f"from siamese.runtime.cli import {entry}; "
-                           f"{entry}()", *args, "--cache-dir", str(cache)],
+    return subprocess.run([sys.executable, "-c",
+                           f"from siamese.runtime.commands.verify import {entry}; {entry}()",
+                           *args, "--cache-dir", str(cache)],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -210,7 +211,7 @@ def test_readme_quickstart_on_the_packaged_model(video, expected, tmp_path):
                                             ("Adrien_Brody.avi", "not_verified")])
 def test_readme_python_api_session_on_a_video(video, outcome, tmp_path):
     """The README's kiosk example: a bounded session over a source, decided by K of N."""
-    from siamese.runtime.sources import open_source
+    from siamese.runtime.vision.sources import open_source
 
     verifier = Verifier.from_model(cache_dir=tmp_path)
     reference = verifier.enroll("abdullah", [EXAMPLES / "Abdullah_Gul"])
@@ -222,8 +223,10 @@ def test_readme_python_api_session_on_a_video(video, outcome, tmp_path):
 
 
 def _compare_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from siamese.runtime.cli import compare_main; "
-                           "compare_main()", *args, "--cache-dir", str(cache)],
+    return subprocess.run([sys.executable, "-c",
+                           "from siamese.runtime.commands.verify import compare_main; "
+                           "compare_main()",
+                           *args, "--cache-dir", str(cache)],
                           capture_output=True, text=True, timeout=120)
 
 

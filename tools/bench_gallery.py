@@ -14,8 +14,8 @@ import time
 
 import click
 import numpy as np
-from siamese.runtime.cli_support import SiameseCommand
-from siamese.runtime.gallery import FaissIndex, GalleryIndex
+from siamese.runtime.commands.support import SiameseCommand
+from siamese.runtime.storage.gallery import FaissIndex, GalleryIndex
 
 
 def _timed_search(index, queries: np.ndarray) -> tuple[float, list]:

@@ -17,10 +17,10 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.runtime.session import TimedFrames
-from siamese.runtime.sources import VideoFile
 from siamese.runtime.verifier import Verifier
+from siamese.runtime.vision.sources import VideoFile
 
 ROOT = Path(__file__).resolve().parents[1]
 

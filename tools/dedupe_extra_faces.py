@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.runtime.errors import DatasetError
 from siamese.train import metrics
 from siamese.train.lfw import LFW

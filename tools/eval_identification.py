@@ -16,13 +16,13 @@ from pathlib import Path
 
 import click
 import numpy as np
-from siamese.runtime.align import align_face
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.runtime.errors import SiameseError
-from siamese.runtime.gallery import GalleryIndex
-from siamese.runtime.imageio import read_image
-from siamese.runtime.quality import assess
+from siamese.runtime.storage.gallery import GalleryIndex
 from siamese.runtime.verifier import Verifier
+from siamese.runtime.vision.align import align_face
+from siamese.runtime.vision.imageio import read_image
+from siamese.runtime.vision.quality import assess
 from siamese.train.lfw import LFW, read_people_file
 
 

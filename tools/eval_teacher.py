@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.train import metrics
 from siamese.train.calibration import calibrate
 from siamese.train.datasets import split_people

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 
 # name: (siamese-train arguments, most epochs, bring the weights back in fp16: the transfer
 # limit is 64 MiB, so only the two likeliest default models come back in fp32)

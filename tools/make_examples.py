@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.train.lfw import LFW, image_path
 
 

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.train.lfw import LFW, image_path
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 import torch
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.train.checkpoint import Checkpoint
 from siamese.train.cli import open_faces
 from siamese.train.config import PRESETS

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-from siamese.runtime.cli_support import SiameseGroup
+from siamese.runtime.commands.support import SiameseGroup
 from siamese.train.face_cache import open_prepared
 from siamese.train.lfw import read_people_file
 

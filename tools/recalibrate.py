@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.runtime.errors import DatasetError
 from siamese.train.calibration import validation_calibration
 from siamese.train.checkpoint import Checkpoint

@@ -33,7 +33,7 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-from siamese.runtime.cli_support import SiameseCommand
+from siamese.runtime.commands.support import SiameseCommand
 from siamese.train.datasets import split_people
 from siamese.train.face_cache import open_prepared
 from siamese.train.lfw import read_people_file

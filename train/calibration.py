@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
-from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train import metrics
 from siamese.train.data import FaceTensors
 from siamese.train.embedding import embed_pixels

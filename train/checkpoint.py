@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from siamese.runtime.errors import ModelError
-from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train.calibration import Calibration
 from siamese.train.config import TrainConfig
 from siamese.train.models import FlipAveraged, create_backbone

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import SiameseCommand, setup_logging
+from siamese.runtime.commands.support import SiameseCommand, setup_logging
 from siamese.runtime.errors import DatasetError
 from siamese.train.config import PRESETS, TrainConfig
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import SiameseGroup, setup_logging
+from siamese.runtime.commands.support import SiameseGroup, setup_logging
 from siamese.runtime.errors import DatasetError
 
 

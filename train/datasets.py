@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from siamese.runtime.datasets_io import IMAGE_SUFFIXES
 from siamese.runtime.errors import DatasetError
+from siamese.runtime.storage.datasets_io import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

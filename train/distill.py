@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from siamese.runtime.errors import DatasetError
-from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train.data import FaceTensors
 from siamese.train.face_cache import CacheRecord, open_prepared
 

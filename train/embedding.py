@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train.data import normalize, to_unit_range
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from siamese.runtime.fileio import write_text_atomic
+from siamese.runtime.storage.fileio import write_text_atomic
 from siamese.train import metrics
 from siamese.train.calibration import Calibration
 from siamese.train.face_cache import AlignedFaces

@@ -20,10 +20,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from siamese.runtime.align import ALIGNED_SIZE, TEMPLATE_112, align_face
-from siamese.runtime.detector import YUNET_PATH, DetectorConfig, FaceDetector, most_central_face
 from siamese.runtime.errors import DatasetError, ImageError
-from siamese.runtime.imageio import read_image
+from siamese.runtime.vision.align import ALIGNED_SIZE, TEMPLATE_112, align_face
+from siamese.runtime.vision.detector import (
+    YUNET_PATH,
+    DetectorConfig,
+    FaceDetector,
+    most_central_face,
+)
+from siamese.runtime.vision.imageio import read_image
 from siamese.train.datasets import FaceImage
 from tqdm import tqdm
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from siamese.runtime.errors import ConfigError
-from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.vision.preprocess import Preprocess
 from torch import nn
 
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], Preprocess]] = {}

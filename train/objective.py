@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from siamese.runtime.preprocess import Preprocess
+from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train.augment import AugmentConfig, augment
 from siamese.train.config import TrainConfig
 from siamese.train.data import FaceTensors, normalize, to_unit_range

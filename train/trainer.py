@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from siamese.runtime.errors import ConfigError, ModelError
-from siamese.runtime.fileio import write_text_atomic
+from siamese.runtime.storage.fileio import write_text_atomic
 from siamese.train.calibration import Calibration, validation_calibration
 from siamese.train.checkpoint import Checkpoint, TrainingSource, TrainingState
 from siamese.train.config import TrainConfig

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_options import (
+from siamese.runtime.commands.options import (
     build_verifier,
     cache_option,
     emit,
@@ -16,7 +16,7 @@ from siamese.runtime.cli_options import (
     providers_option,
     verbose_option,
 )
-from siamese.runtime.cli_support import FiniteFloat, SiameseCommand, setup_logging
+from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_logging
 
 
 @click.command(cls=SiameseCommand)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from siamese.runtime.detector import Face
 from siamese.runtime.errors import ConfigError
+from siamese.runtime.vision.detector import Face
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from siamese.runtime.errors import ImageError
-from siamese.runtime.fileio import read_regular_file
+from siamese.runtime.storage.fileio import read_regular_file
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # 8K x 5K; about 120 MB decoded

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 
 from siamese.runtime.errors import IntegrityError, StorageError
-from siamese.runtime.fileio import make_private_dirs, read_regular_file
+from siamese.runtime.storage.fileio import make_private_dirs, read_regular_file
 
 KEY_BYTES = 32
 KEY_ENV = "SIAMESE_KEY_FILE"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from siamese.runtime.errors import ReferenceError
-from siamese.runtime.fileio import read_regular_file, write_text_atomic
-from siamese.runtime.integrity import tag, verify_tag
+from siamese.runtime.storage.fileio import read_regular_file, write_text_atomic
+from siamese.runtime.storage.integrity import tag, verify_tag
 
 TEMPLATE_FORMAT = "siamese-template-2"
 CACHE_FORMAT = "siamese-refcache-2"

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from siamese.runtime.errors import ModelError
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 YUNET_PATH = MODELS_DIR / "face_detection_yunet_2023mar.onnx"
 MIN_SIDE = 16  # pixels: no alignable face fits in a narrower image
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_support import FiniteFloat
+from siamese.runtime.commands.support import FiniteFloat
 
 model_option = click.option("--model", type=click.Path(path_type=Path),
                             help="ONNX embedding model [default: the packaged model].")
@@ -56,7 +56,7 @@ def _providers(text: str | None) -> list[str] | None:
 def build_verifier(model, providers, cache_dir, key_file, config=None, site=None):
     """A Verifier; a site calibration's threshold applies unless the config sets one."""
     from siamese.runtime.calibration import load_site
-    from siamese.runtime.integrity import load_or_create_key
+    from siamese.runtime.storage.integrity import load_or_create_key
     from siamese.runtime.verifier import Verifier
 
     key = load_or_create_key(key_file)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_options import (
+from siamese.runtime.commands.options import (
     build_verifier,
     emit,
     key_option,
@@ -22,7 +22,7 @@ from siamese.runtime.cli_options import (
     timeout_option,
     verbose_option,
 )
-from siamese.runtime.cli_support import (
+from siamese.runtime.commands.support import (
     EXIT_OK,
     EXIT_USAGE,
     SiameseCommand,
@@ -36,7 +36,7 @@ gallery_argument = click.argument("gallery", type=click.Path(path_type=Path))
 
 def _open(gallery, model, providers, cache_dir, key_file, create=False, site=None,
           threshold=None):
-    from siamese.runtime.gallery import Gallery
+    from siamese.runtime.storage.gallery import Gallery
     from siamese.runtime.verifier import VerifyConfig
 
     verifier = build_verifier(model, providers, cache_dir, key_file,
@@ -175,7 +175,7 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
     """
     from siamese.runtime.batch import images_under
     from siamese.runtime.identify import UNKNOWN, identify_faces
-    from siamese.runtime.imageio import read_image
+    from siamese.runtime.vision.imageio import read_image
 
     setup_logging(verbose)
     if bool(inputs) == bool(source):
@@ -197,7 +197,7 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
 
     if source:
         from siamese.runtime.session import TimedFrames, timeout_for
-        from siamese.runtime.sources import open_source
+        from siamese.runtime.vision.sources import open_source
 
         with open_source(source, open_timeout) as stream:
             frames = TimedFrames(stream, timeout_for(stream, timeout))

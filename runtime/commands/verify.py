@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import click
-from siamese.runtime.cli_options import (
+from siamese.runtime.commands.options import (
     build_verifier,
     emit,
     model_options,
@@ -22,7 +22,7 @@ from siamese.runtime.cli_options import (
     timeout_option,
     verbose_option,
 )
-from siamese.runtime.cli_support import (
+from siamese.runtime.commands.support import (
     EXIT_NOT_VERIFIED,
     EXIT_OK,
     FiniteFloat,
@@ -30,7 +30,7 @@ from siamese.runtime.cli_support import (
     setup_logging,
 )
 from siamese.runtime.errors import ConfigError
-from siamese.runtime.quality import QualityConfig
+from siamese.runtime.vision.quality import QualityConfig
 
 
 @click.command(cls=SiameseCommand)
@@ -42,7 +42,7 @@ from siamese.runtime.quality import QualityConfig
 @verbose_option
 def enroll_main(name, images, store, model, providers, cache_dir, key_file, verbose):
     """Enroll NAME from IMAGES (files or folders of one person; one face per image)."""
-    from siamese.runtime.references import check_name, save_template
+    from siamese.runtime.storage.references import check_name, save_template
 
     setup_logging(verbose)
     check_name(name)
@@ -79,10 +79,10 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
     verified vote. Exit 0: verified; 1: not verified (mismatch or timeout); 2: bad input or
     usage; 3: internal error.
     """
-    from siamese.runtime.imageio import read_image
     from siamese.runtime.session import small_face_hint, timeout_for
-    from siamese.runtime.sources import open_source
     from siamese.runtime.verifier import VerifyConfig
+    from siamese.runtime.vision.imageio import read_image
+    from siamese.runtime.vision.sources import open_source
 
     setup_logging(verbose)
     if (source is None) == (image is None):
@@ -104,7 +104,7 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
     with open_source(source, open_timeout) as stream:
         session = verifier.session(stream, template, timeout_for(stream, timeout))
         if show:
-            from siamese.runtime.display import Display
+            from siamese.runtime.vision.display import Display
 
             display = Display.open()
         try:

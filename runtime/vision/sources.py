@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from siamese.runtime.errors import SourceError
-from siamese.runtime.imageio import declared_size
 from siamese.runtime.redact import redact
+from siamese.runtime.vision.imageio import declared_size
 
 log = logging.getLogger(__name__)
 

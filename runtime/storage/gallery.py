@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from siamese.runtime.errors import ConfigError, MissingExtraError, ReferenceError, StorageError
-from siamese.runtime.fileio import make_private_dirs
-from siamese.runtime.references import Template
+from siamese.runtime.storage.fileio import make_private_dirs
+from siamese.runtime.storage.references import Template
 
 if TYPE_CHECKING:
     from siamese.runtime.verifier import Verifier

@@ -1,0 +1,1 @@
+"""What the runtime keeps on disk: atomic files, keys, templates, galleries, folder listings."""

@@ -1,0 +1,1 @@
+"""Images in, faces out: decoding, detection, alignment, preprocessing, quality, sources."""
