@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from siamese.runtime.errors import ConfigError, SiameseError
-from siamese.runtime.storage.datasets_io import IMAGE_SUFFIXES
+from siamese.runtime.storage.datasets_io import images_under
 from siamese.runtime.storage.fileio import write_bytes_atomic, write_text_atomic
 from siamese.runtime.vision.align import align_face
 from siamese.runtime.vision.imageio import read_image
@@ -35,13 +34,6 @@ class EmbeddingTable:
 
     def matrix(self, dim: int) -> np.ndarray:
         return np.stack(self.embeddings) if self.embeddings else np.zeros((0, dim), np.float32)
-
-
-def images_under(folder: Path) -> Iterator[Path]:
-    """Image files anywhere under `folder`, in a stable order (symlinked folders not followed)."""
-    for path in sorted(Path(folder).rglob("*")):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            yield path
 
 
 def embed_folder(verifier: Verifier, folder: Path, batch_size: int = 32,

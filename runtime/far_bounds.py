@@ -16,6 +16,7 @@ import numpy as np
 from siamese.runtime.errors import ConfigError
 
 CONFIDENCE = 0.95
+MIN_FAR = 1e-9  # below this no site could gather the pairs (3e9); refused as an input error
 
 
 def _log_binomial_cdf(errors: int, trials: int, rate: float) -> float:
@@ -61,8 +62,8 @@ def far_upper_bound(false_accepts: int, impostor_pairs: int,
 def impostor_pairs_needed(target_far: float, confidence: float = CONFIDENCE) -> int:
     """The fewest impostor pairs that can show FAR <= target_far with no false accept
     (about 3 / target_far at 95%)."""
-    if not 0.0 < target_far < 1.0 or not math.isfinite(target_far):
-        raise ConfigError(f"FAR must lie in (0, 1), not {target_far}")
+    if not MIN_FAR <= target_far < 1.0 or not math.isfinite(target_far):
+        raise ConfigError(f"FAR must lie in [{MIN_FAR:g}, 1), not {target_far:g}")
     return int(math.ceil(math.log(1.0 - confidence) / math.log1p(-target_far)))
 
 

@@ -1,4 +1,9 @@
-"""Decision thresholds chosen on held-out people, and the validation figures behind them."""
+"""Decision thresholds chosen on held-out people, and the validation figures behind them.
+
+The FAR threshold follows the runtime's rule (runtime.far_bounds): the impostor pairs must show
+the target FAR with 95% confidence (about 3/FAR pairs at least), else ConfigError; export,
+siamese-import and tools/recalibrate.py all choose thresholds here and inherit it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+from siamese.runtime.errors import ConfigError
+from siamese.runtime.far_bounds import far_upper_bound, threshold_with_evidence
 from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train import metrics
 from siamese.train.data import FaceTensors
@@ -30,6 +37,8 @@ class Calibration:
     # given: far_threshold is the higher of the two, so the FAR holds on both sets
     varied_far_threshold: float | None = None
     varied_faces: str | None = None
+    # the 95% upper bound of the FAR at far_threshold on the held-out impostor pairs
+    val_far_upper_95: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,12 +62,13 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float,
     scores = np.concatenate([genuine, impostor])
     same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
     weights = None if genuine_weights is None else np.r_[genuine_weights, np.ones(len(impostor))]
-    far_threshold = metrics.threshold_at_far(impostor, target_far)
+    far_threshold = _evidenced_threshold(impostor, target_far, "held-out")
     varied_threshold = None
     if varied_impostor is not None:
-        varied_threshold = metrics.threshold_at_far(varied_impostor, target_far)
+        varied_threshold = _evidenced_threshold(varied_impostor, target_far, "varied")
         far_threshold = max(far_threshold, varied_threshold)
     tar, far = metrics.rates(genuine, impostor, far_threshold)
+    false_accepts = int((np.asarray(impostor) >= far_threshold).sum())
     return Calibration(
         accuracy_threshold=metrics.best_threshold(scores, same, balanced=True, weights=weights),
         far_threshold=far_threshold, target_far=target_far,
@@ -66,7 +76,16 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float,
         val_tar_at_threshold=tar, val_far_at_threshold=far,
         val_auc=metrics.roc_auc(genuine, impostor),
         val_genuine_pairs=int(len(genuine)), val_impostor_pairs=int(len(impostor)),
-        varied_far_threshold=varied_threshold, varied_faces=varied_faces)
+        varied_far_threshold=varied_threshold, varied_faces=varied_faces,
+        val_far_upper_95=far_upper_bound(false_accepts, len(impostor)))
+
+
+def _evidenced_threshold(impostor: np.ndarray, target_far: float, which: str) -> float:
+    try:
+        return threshold_with_evidence(impostor, target_far).threshold
+    except ConfigError as exc:
+        raise ConfigError(f"{which} faces: {exc} (hold out more people, or choose a higher "
+                          f"target FAR)") from None
 
 
 def validation_calibration(model: torch.nn.Module, val: FaceTensors, spec: Preprocess,

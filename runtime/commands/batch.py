@@ -22,8 +22,11 @@ from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_
 @click.command(cls=SiameseCommand)
 @click.option("--folder", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Labelled faces as FOLDER/<person>/<images> (at least two people).")
-@click.option("--far", type=FiniteFloat(0, 1, low_open=True), default=1e-3, show_default=True,
-              help="False accept rate the threshold is chosen for.")
+@click.option("--far", type=FiniteFloat(1e-9, 0.5), default=1e-3, show_default=True,
+              help="False accept rate the threshold is chosen for (shown with 95% confidence: "
+                   "it needs about 3/FAR impostor pairs).")
+@click.option("--allow-below-model", is_flag=True,
+              help="Write a threshold below the model's own (it accepts more impostors).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("site.json"),
               show_default=True, help="Signed site calibration to write.")
 @model_option
@@ -31,22 +34,25 @@ from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_
 @cache_option
 @key_option
 @verbose_option
-def calibrate_main(folder, far, out, model, providers, cache_dir, key_file, verbose):
+def calibrate_main(folder, far, allow_below_model, out, model, providers, cache_dir, key_file,
+                   verbose):
     """Measure a decision threshold on your own faces; use it with --site OUT.
 
     Every pair of photos is scored: same person (genuine) and different people (impostor).
-    The threshold is the lowest whose measured false accept rate is at most --far; the output
-    says how many pairs stand behind it and warns when they are too few.
+    The threshold is the lowest whose false accept rate the impostor pairs show to be at most
+    --far with 95% confidence; too few pairs exit 2 saying how many pairs and people it needs.
+    A threshold below the model's own needs --allow-below-model.
     """
     from siamese.runtime.calibration import calibrate_folder, save_site
 
     setup_logging(verbose)
     verifier = build_verifier(model, providers, cache_dir, key_file)
-    site = calibrate_folder(verifier, folder, far)
+    site = calibrate_folder(verifier, folder, far, allow_below_model)
     save_site(site, out, verifier.key)
     emit({"site": str(out), "threshold": round(site.threshold, 4),
           "model_threshold": round(verifier.embedder.info.threshold, 4), "target_far": far,
-          "measured_far": site.measured_far, "tar": round(site.tar, 4),
+          "measured_far": site.measured_far, "far_upper_95": site.far_upper_95,
+          "false_accepts": site.false_accepts, "tar": round(site.tar, 4),
           "genuine_pairs": site.genuine_pairs, "impostor_pairs": site.impostor_pairs,
           "people": site.people, "images": site.images, "skipped_images": site.skipped_images,
           "warning": site.warning})

@@ -173,8 +173,8 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
     "unknown" (below the FAR-calibrated threshold, or failing the quality gate), and the top-k
     candidates. Exit 0 when at least one face was named, 1 when none was.
     """
-    from siamese.runtime.batch import images_under
     from siamese.runtime.identify import UNKNOWN, identify_faces
+    from siamese.runtime.storage.datasets_io import images_under
     from siamese.runtime.vision.imageio import read_image
 
     setup_logging(verbose)
