@@ -71,6 +71,11 @@ def latest_checkpoint(runs: Path = Path("runs")) -> Path:
 def model_info(checkpoint: Checkpoint, path: Path) -> ModelInfo:
     """The metadata every exported file carries, from the checkpoint at `path`."""
     calibration = checkpoint.calibration
+    bound = calibration.val_far_upper_95
+    if bound is None or bound > calibration.target_far:
+        log.warning("%s: its held-out pairs do not show FAR %g at 95%% (upper bound %s): "
+                    "recalibrate on more held-out people (tools/recalibrate.py)", path,
+                    calibration.target_far, "unknown" if bound is None else f"{bound:.3g}")
     return ModelInfo(preprocess=checkpoint.preprocess, embedding_dim=checkpoint.embedding_dim,
                      metric=checkpoint.metric, threshold=float(calibration.far_threshold),
                      threshold_far=float(calibration.target_far), arch=checkpoint.arch,

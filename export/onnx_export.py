@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 import torch
 from siamese.runtime.model_info import ModelInfo
+from siamese.runtime.storage.fileio import check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def write_metadata(model: onnx.ModelProto, info: ModelInfo) -> None:
 
 
 def save_atomic(model: onnx.ModelProto, path: Path) -> None:
+    check_output_path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     onnx.save(model, str(tmp))
     os.replace(tmp, path)

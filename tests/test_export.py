@@ -153,7 +153,8 @@ def test_mirror_averaged_model_exports_once_and_ignores_mirroring(checkpoint, ex
     flipped.write_bytes(checkpoint.read_bytes())
     tool = Path(__file__).parent.parent / "tools" / "recalibrate.py"
     run = subprocess.run([sys.executable, str(tool), str(flipped), "--faces",
-                          str(mini_faces.directory), "--flip-average", "--device", "cpu"],
+                          str(mini_faces.directory), "--flip-average", "--device", "cpu",
+                          "--allow-unproven-far"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert Checkpoint.load(flipped).flip_average is True

@@ -12,6 +12,8 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -634,3 +636,148 @@ def test_an_unwritable_cache_does_not_stop_enrolment(tmp_path):
               cache=blocked)
     assert run.status == 0, run.errors
     assert (tmp_path / "a.json").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+# --- issue 16: decisions an attacker cannot weaken -------------------------------------------
+ENTRIES = {"calibrate": ("batch", "calibrate_main"), "embed": ("batch", "embed_main"),
+           "gallery": ("gallery", "gallery_main"), "identify": ("gallery", "identify_main")}
+
+
+def command(name: str, *args: str, timeout: float = 300) -> Run:
+    """A console command by name (siamese-calibrate, -embed, -gallery, -identify)."""
+    module, entry = ENTRIES[name]
+    code = f"from siamese.runtime.commands.{module} import {entry}; {entry}()"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                            timeout=timeout)
+    return Run(result, time.monotonic() - started)
+
+
+def _small_site(tmp_path: Path, people: list[str], photos: int) -> Path:
+    folder = tmp_path / "site"
+    for name in people:
+        (folder / name).mkdir(parents=True)
+        for photo in sorted((PEOPLE / name).glob("*.jpg"))[:photos]:
+            (folder / name / photo.name).symlink_to(photo)
+    return folder
+
+
+def test_a_tiny_site_calibration_is_refused_naming_pairs_and_people(tmp_path):
+    folder = _small_site(tmp_path, ["Andy_Roddick", "Joschka_Fischer"], 2)
+    run = command("calibrate", "--folder", str(folder), "--far", "1e-3", "--out",
+                  str(tmp_path / "site.json"), "--cache-dir", str(tmp_path / "c"))
+    run.one_line(2, "4 impostor pairs", "2,995", "people")
+    assert not (tmp_path / "site.json").exists()
+
+
+def test_a_site_threshold_below_the_models_needs_the_flag(tmp_path):
+    """The fixture's 16 people give 1,630 impostor pairs: enough for FAR 1e-2, whose threshold
+    lies under the model's own; it is written only with --allow-below-model, with its evidence."""
+    out = tmp_path / "site.json"
+    args = ("--folder", str(PEOPLE), "--far", "1e-2", "--out", str(out), "--cache-dir",
+            str(tmp_path / "c"))
+    command("calibrate", *args).one_line(2, "below the model's own", "--allow-below-model")
+    assert not out.exists()
+    allowed = command("calibrate", *args, "--allow-below-model")
+    assert allowed.status == 0, allowed.errors
+    site = json.loads(out.read_text())
+    assert site["below_model"] and site["impostor_pairs"] == 1630
+    assert site["measured_far"] <= site["far_upper_95"] <= 1e-2
+    assert site["false_accepts"] == round(site["measured_far"] * site["impostor_pairs"])
+
+
+def test_far_bounds_follow_the_rule_of_three_and_the_exact_binomial():
+    from siamese.runtime.far_bounds import (
+        far_upper_bound,
+        impostor_pairs_needed,
+        people_needed,
+        threshold_with_evidence,
+    )
+    assert impostor_pairs_needed(1e-3) == 2995 and impostor_pairs_needed(1e-2) == 299
+    assert far_upper_bound(0, 2995) <= 1e-3 < far_upper_bound(0, 2994)
+    assert abs(far_upper_bound(1, 100) - 0.0466) < 1e-3  # Clopper-Pearson, one-sided 95%
+    assert people_needed(2995, 2) == 40  # 40 * 39 / 2 * 4 = 3,120 pairs
+    scores = np.linspace(0, 1, 10_000)
+    evidence = threshold_with_evidence(scores, 1e-2)
+    assert evidence.far_upper_95 <= 1e-2 and evidence.false_accepts > 50
+    assert (scores >= evidence.threshold).sum() == evidence.false_accepts
+    with pytest.raises(SiameseError, match="at least 2,995"):
+        threshold_with_evidence(scores[:2994], 1e-3)
+
+
+@pytest.mark.parametrize("far", ["1e-320", "0", "1", "nan", "-1e-3", "0.9"])
+def test_calibration_far_out_of_range_is_usage(far, tmp_path):
+    command("calibrate", "--folder", str(PEOPLE), "--far", far, "--out",
+            str(tmp_path / "s.json")).one_line(2, "--far")
+
+
+def test_training_thresholds_need_the_same_evidence():
+    from siamese.train.calibration import calibrate
+    rng = np.random.default_rng(0)
+    with pytest.raises(SiameseError, match="impostor pairs cannot show FAR"):
+        calibrate(rng.normal(0.7, 0.1, 50), rng.normal(0.1, 0.1, 500), 1e-3)
+    calibration = calibrate(rng.normal(0.7, 0.1, 50), rng.normal(0.1, 0.1, 5000), 1e-3)
+    assert calibration.val_far_upper_95 <= 1e-3
+
+
+# --- outputs go to regular files or new paths only ---------------------------------------------
+def _special(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"out-{kind}"
+    if kind == "device":  # a private copy of /dev/null's node, never /dev/null itself
+        if os.geteuid() != 0:
+            pytest.skip("mknod of a character device needs root")
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp_path / "target.txt").write_text("keep")
+        path.symlink_to(tmp_path / "target.txt")
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+    return path
+
+
+def _unchanged(path: Path, before: os.stat_result) -> None:
+    after = os.lstat(path)
+    assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode)
+    assert after.st_ino == before.st_ino and after.st_rdev == before.st_rdev
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "symlink", "socket"])
+def test_enrolment_never_replaces_a_special_file(kind, tmp_path):
+    node = _special(tmp_path, kind)
+    before = os.lstat(node)
+    cli("enroll", "andy", str(ANDY[0]), "--store", str(node), cache=tmp_path).one_line(
+        2, "cannot write", str(node))
+    _unchanged(node, before)
+    if kind == "symlink":
+        assert (tmp_path / "target.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_calibrate_and_embed_never_replace_a_special_file(kind, tmp_path):
+    node = _special(tmp_path, kind)
+    before = os.lstat(node)
+    command("calibrate", "--folder", str(PEOPLE), "--far", "1e-2", "--out", str(node),
+            "--cache-dir", str(tmp_path / "c")).one_line(2, "cannot write")
+    command("embed", str(PEOPLE / "Andy_Roddick"), "--out", str(node)).one_line(
+        2, "cannot write")
+    _unchanged(node, before)
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "symlink", "socket"])
+def test_every_writer_checks_its_output_path(kind, tmp_path):
+    """The one helper behind templates, site files, embeddings, reports, checkpoints, ONNX
+    files and tool outputs."""
+    from siamese.runtime.errors import StorageError
+    from siamese.runtime.storage.fileio import check_output_path, write_text_atomic
+    node = _special(tmp_path, kind)
+    before = os.lstat(node)
+    with pytest.raises(StorageError, match="regular files or new paths"):
+        check_output_path(node)
+    with pytest.raises(StorageError):
+        write_text_atomic(node, "x")
+    _unchanged(node, before)
+    assert check_output_path(tmp_path / "new.json") == tmp_path / "new.json"

@@ -267,10 +267,13 @@ def test_recalibrate_holds_the_far_on_varied_faces_too(mini_faces, tmp_path):
     config = PRESETS["seed"].updated(epochs=1, warmup_epochs=0, l2_normalize=True)
     Trainer(config, mini_faces, _train_records(mini_faces), tmp_path, None, progress=False).run()
     tool = Path(__file__).parent.parent / "tools" / "recalibrate.py"
-    run = subprocess.run([sys.executable, str(tool), str(tmp_path / "best.pt"), "--faces",
-                          str(mini_faces.directory), "--varied-faces", str(mini_faces.directory),
-                          "--varied-half", "all", "--device", "cpu"],
-                         capture_output=True, text=True)
+    args = [sys.executable, str(tool), str(tmp_path / "best.pt"), "--faces",
+            str(mini_faces.directory), "--varied-faces", str(mini_faces.directory),
+            "--varied-half", "all", "--device", "cpu"]
+    # the fixture's 16 held-out impostor pairs cannot show FAR 1e-3 (it needs 2,995)
+    refused = subprocess.run(args, capture_output=True, text=True)
+    assert refused.returncode == 2 and "2,995" in refused.stderr, refused.stderr
+    run = subprocess.run([*args, "--allow-unproven-far"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     state = Checkpoint.load(tmp_path / "best.pt")
     calibration = state.calibration
@@ -299,7 +302,8 @@ def held_out_threshold(state, faces) -> float:
 
     val = FaceTensors.from_cache(faces, faces.select(set(state.val_people)), state.preprocess)
     return validation_calibration(state.build_model(), val, state.preprocess, state.metric,
-                                  "cpu", state.calibration.target_far).far_threshold
+                                  "cpu", state.calibration.target_far,
+                                  require_evidence=False).far_threshold
 
 
 @pytest.mark.parametrize("centre", ["train", "none"])

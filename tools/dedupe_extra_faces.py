@@ -19,6 +19,7 @@ import click
 import numpy as np
 from siamese.runtime.commands.support import SiameseCommand
 from siamese.runtime.errors import DatasetError
+from siamese.runtime.storage.fileio import check_output_path
 from siamese.train import metrics
 from siamese.train.lfw import LFW
 
@@ -70,7 +71,7 @@ def main(extra: Path, lfw_teacher: Path, lfw_root: Path, out: Path, far: float,
                            for i in range(0, len(extra_vectors), 4096)])
     matched = best >= threshold
     keep = np.flatnonzero(candidates)[~matched]
-    np.savez(out, **{key: value[keep] for key, value in faces.items()
+    np.savez(check_output_path(out), **{key: value[keep] for key, value in faces.items()
                      if len(value) == len(paths)})
     click.echo(f"teacher FAR {far:g} threshold {threshold:.4f} (from {len(impostor):,} LFW "
                f"training impostor pairs); templates of {len(test):,} LFW test people "

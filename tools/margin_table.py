@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import torch
 from siamese.runtime.commands.support import SiameseCommand
+from siamese.runtime.storage.fileio import write_text_atomic
 from siamese.train.checkpoint import Checkpoint
 from siamese.train.cli import open_faces
 from siamese.train.config import PRESETS
@@ -82,7 +83,7 @@ def main(lfw_root, faces_dir, cache_dir, margins, epochs, warmup_epochs, device,
                      f"{100 * v1['best_threshold_accuracy']:.2f}% | {ap['auc']:.4f} | "
                      f"{ap['d_prime']:.2f} | {seconds:.0f} s |")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    write_text_atomic(out, "\n".join(lines) + "\n")
     click.echo(f"wrote {out}")
 
 

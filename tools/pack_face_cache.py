@@ -17,6 +17,7 @@ import click
 import cv2
 import numpy as np
 from siamese.runtime.commands.support import SiameseGroup
+from siamese.runtime.storage.fileio import check_output_path, write_text_atomic
 from siamese.train.face_cache import open_prepared
 from siamese.train.lfw import read_people_file
 
@@ -44,7 +45,7 @@ def pack(cache: Path, out: Path, quality: int, people: Path | None) -> None:
     encoded = [cv2.imencode(".jpg", np.asarray(faces.crops[r.row]),
                             [cv2.IMWRITE_JPEG_QUALITY, quality])[1] for r in records]
     lengths = np.array([len(e) for e in encoded])
-    np.savez(out, data=np.concatenate(encoded), lengths=lengths,
+    np.savez(check_output_path(out), data=np.concatenate(encoded), lengths=lengths,
              manifest=np.frombuffer(json.dumps(manifest).encode(), np.uint8))
     click.echo(f"{len(encoded)} crops, {lengths.sum() / 1e6:.1f} MB -> {out}")
 
@@ -66,7 +67,7 @@ def unpack(packed: Path, out: Path) -> None:
     for i, record in enumerate(manifest["records"]):
         crops[record[5]] = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)
     crops.flush()
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    write_text_atomic(out / "manifest.json", json.dumps(manifest))
     click.echo(f"{len(manifest['records'])} crops -> {out}")
 
 

@@ -34,6 +34,7 @@ import click
 import cv2
 import numpy as np
 from siamese.runtime.commands.support import SiameseCommand
+from siamese.runtime.storage.fileio import check_output_path
 from siamese.train.datasets import split_people
 from siamese.train.face_cache import open_prepared
 from siamese.train.lfw import read_people_file
@@ -159,10 +160,10 @@ def main(cache: Path, out: Path, teacher: str, people: Path | None, keep: Path |
         extra["mirror_embeddings"] = describe(image[:, ::-1] for image in images())
     paths = np.array([r.path for r in records])
     if morphs:
-        np.savez(out, paths_a=paths[pairs[:, 0]], paths_b=paths[pairs[:, 1]], weights=weights,
-                 embeddings=vectors)
+        np.savez(check_output_path(out), paths_a=paths[pairs[:, 0]],
+                 paths_b=paths[pairs[:, 1]], weights=weights, embeddings=vectors)
     else:
-        np.savez(out, paths=paths, embeddings=vectors, **extra)
+        np.savez(check_output_path(out), paths=paths, embeddings=vectors, **extra)
     click.echo(f"{total} teacher embeddings{' and their mirrors' if extra else ''} -> {out}")
 
 

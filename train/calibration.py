@@ -55,17 +55,22 @@ class Calibration:
 def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float,
               genuine_weights: np.ndarray | None = None,
               varied_impostor: np.ndarray | None = None,
-              varied_faces: str | None = None) -> Calibration:
+              varied_faces: str | None = None, require_evidence: bool = True) -> Calibration:
     """Thresholds chosen on validation pairs: balanced accuracy (genuine pairs weighted by
     `genuine_weights`, e.g. each person equally), and the target FAR: on the validation
-    impostor pairs, or on those and `varied_impostor` scores, whichever threshold is higher."""
+    impostor pairs, or on those and `varied_impostor` scores, whichever threshold is higher.
+
+    Too few impostor pairs for the target FAR is a ConfigError unless `require_evidence` is
+    False (the trainer's per-epoch figures on a small held-out set): then the plain empirical
+    threshold is taken and `val_far_upper_95` says how little it shows."""
     scores = np.concatenate([genuine, impostor])
     same = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostor), bool)]
     weights = None if genuine_weights is None else np.r_[genuine_weights, np.ones(len(impostor))]
-    far_threshold = _evidenced_threshold(impostor, target_far, "held-out")
+    far_threshold = _far_threshold(impostor, target_far, "held-out", require_evidence)
     varied_threshold = None
     if varied_impostor is not None:
-        varied_threshold = _evidenced_threshold(varied_impostor, target_far, "varied")
+        varied_threshold = _far_threshold(varied_impostor, target_far, "varied",
+                                          require_evidence)
         far_threshold = max(far_threshold, varied_threshold)
     tar, far = metrics.rates(genuine, impostor, far_threshold)
     false_accepts = int((np.asarray(impostor) >= far_threshold).sum())
@@ -80,10 +85,13 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_far: float,
         val_far_upper_95=far_upper_bound(false_accepts, len(impostor)))
 
 
-def _evidenced_threshold(impostor: np.ndarray, target_far: float, which: str) -> float:
+def _far_threshold(impostor: np.ndarray, target_far: float, which: str,
+                   require_evidence: bool) -> float:
     try:
         return threshold_with_evidence(impostor, target_far).threshold
     except ConfigError as exc:
+        if not require_evidence:
+            return metrics.threshold_at_far(impostor, target_far)
         raise ConfigError(f"{which} faces: {exc} (hold out more people, or choose a higher "
                           f"target FAR)") from None
 
@@ -91,7 +99,8 @@ def _evidenced_threshold(impostor: np.ndarray, target_far: float, which: str) ->
 def validation_calibration(model: torch.nn.Module, val: FaceTensors, spec: Preprocess,
                            metric: str, device: torch.device | str, target_far: float,
                            varied: FaceTensors | None = None,
-                           varied_faces: str | None = None) -> Calibration:
+                           varied_faces: str | None = None,
+                           require_evidence: bool = True) -> Calibration:
     """Thresholds and validation metrics over every pair of the held-out people's images; with
     `varied` faces (unlabelled, each a different person) the FAR threshold holds on every pair
     of those too."""
@@ -103,4 +112,4 @@ def validation_calibration(model: torch.nn.Module, val: FaceTensors, spec: Prepr
                                            metric)
         varied_impostor = scores[np.triu_indices(len(scores), k=1)]
     return calibrate(genuine, impostor, target_far, metrics.genuine_pair_weights(val.labels),
-                     varied_impostor, varied_faces)
+                     varied_impostor, varied_faces, require_evidence)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from siamese.runtime.errors import ModelError
+from siamese.runtime.storage.fileio import check_output_path
 from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train.calibration import Calibration
 from siamese.train.config import TrainConfig
@@ -125,7 +126,7 @@ class Checkpoint:
 
     def save(self, path: str | Path) -> None:
         """torch.save to a temporary file beside `path`, then rename over it."""
-        path = Path(path)
+        path = check_output_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         torch.save(self.to_payload(), tmp)

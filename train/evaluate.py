@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from siamese.runtime.storage.fileio import write_text_atomic
+from siamese.runtime.storage.fileio import check_output_path, write_text_atomic
 from siamese.train import metrics
 from siamese.train.calibration import Calibration
 from siamese.train.face_cache import AlignedFaces
@@ -135,7 +135,7 @@ def write_report(report: dict, out_dir: Path, title: str) -> Path:
              title=f"{title}: ROC over all DevTest pairs")
     axis.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
-    figure.savefig(out_dir / "roc.png", dpi=120)
+    figure.savefig(check_output_path(out_dir / "roc.png"), dpi=120)
     plt.close(figure)
 
     embeddings, labels = report.pop("_tsne")
@@ -165,5 +165,5 @@ def _plot_tsne(embeddings: np.ndarray, labels: np.ndarray, path: Path, title: st
     axis.set_title(f"{title}: t-SNE of {len(chosen)} DevTest people")
     axis.legend(fontsize=5, markerscale=1, ncol=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(check_output_path(path), dpi=120)
     plt.close(figure)

@@ -44,8 +44,10 @@ def calibrate_main(folder, far, allow_below_model, out, model, providers, cache_
     A threshold below the model's own needs --allow-below-model.
     """
     from siamese.runtime.calibration import calibrate_folder, save_site
+    from siamese.runtime.storage.fileio import check_output_path
 
     setup_logging(verbose)
+    check_output_path(out)  # before the work, not after it
     verifier = build_verifier(model, providers, cache_dir, key_file)
     site = calibrate_folder(verifier, folder, far, allow_below_model)
     save_site(site, out, verifier.key)
@@ -74,8 +76,10 @@ def calibrate_main(folder, far, allow_below_model, out, model, providers, cache_
 def embed_main(folder, out, batch_size, all_faces, model, providers, verbose):
     """Embeddings of every image under FOLDER (recursive), for your own pipelines."""
     from siamese.runtime.batch import embed_folder, write_table
+    from siamese.runtime.storage.fileio import check_output_path
 
     setup_logging(verbose)
+    check_output_path(out)
     verifier = build_verifier(model, providers, None, None)
     started = time.perf_counter()
     table = embed_folder(verifier, folder, batch_size, all_faces)

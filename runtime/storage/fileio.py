@@ -4,6 +4,10 @@ A write goes to `.NAME.PID.RANDOM.tmp` beside the target, is flushed and fsync'd
 and is renamed over the target; then the folder is fsync'd so the rename survives a power cut.
 Temporary files left by a killed writer (its process is gone, or the file is over an hour old)
 are removed by the next write to the same folder. Folders this module creates are mode 0700.
+
+Every writer goes through `check_output_path` (write_bytes_atomic calls it): a write goes only
+to a regular file or a new path; a device, FIFO, socket, symlink or folder there is refused
+with StorageError and left untouched (a rename would otherwise replace e.g. /dev/null).
 """
 
 from __future__ import annotations
@@ -83,15 +87,33 @@ def _fsync_dir(folder: Path) -> None:
             os.close(handle)
 
 
+def check_output_path(path: str | Path) -> Path:
+    """`path` when it is a regular file or does not exist; StorageError for anything else
+    there (folder, symlink, device, FIFO, socket), which is left as it is."""
+    path = Path(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(info.st_mode):
+        return path
+    kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a symlink" if stat.S_ISLNK(info.st_mode)
+            else "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket"
+            if stat.S_ISSOCK(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode)
+            or stat.S_ISBLK(info.st_mode) else "not a regular file")
+    raise StorageError(f"cannot write {path}: it is {kind} (outputs go to regular files or new "
+                       f"paths only)")
+
+
 def write_bytes_atomic(path: str | Path, data: bytes, mode: int | None = None) -> None:
     """Write `data` to `path` atomically and durably; the old file survives any failure.
 
     `mode` (e.g. 0o600 for private files) is set before the rename, so the file never exists
     with looser permissions. Raises StorageError naming the path on any OS failure.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise StorageError(f"cannot write {path}: it is a folder")
+    path = check_output_path(path)
     make_private_dirs(path.parent)
     remove_stale_temporaries(path.parent)
     tmp = None
