@@ -781,3 +781,187 @@ def test_every_writer_checks_its_output_path(kind, tmp_path):
         write_text_atomic(node, "x")
     _unchanged(node, before)
     assert check_output_path(tmp_path / "new.json") == tmp_path / "new.json"
+
+
+# --- galleries: read-only readers, "not a siamese gallery", a signed set of people -------------
+@pytest.fixture(scope="module")
+def two_people(verifier, tmp_path_factory) -> Path:
+    from siamese.runtime.storage.gallery import Gallery
+    path = tmp_path_factory.mktemp("gallery") / "site.db"
+    with Gallery.open(path, verifier, create=True) as gallery:
+        gallery.add(verifier.enroll("andy", ANDY[:2]))
+        gallery.add(verifier.enroll("joschka", JOSCHKA[:2]))
+    return path
+
+
+def _copy(gallery: Path, tmp_path: Path) -> Path:
+    import sqlite3
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(gallery) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return copy
+
+
+def _sql(path: Path, *statements: str, params: tuple = ()) -> None:
+    import sqlite3
+    db = sqlite3.connect(path)
+    for statement in statements:
+        db.execute(statement, params if "?" in statement else ())
+    db.commit()
+    db.close()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _foreign(tmp_path: Path) -> Path:
+    path = tmp_path / "other_app.db"
+    _sql(path, "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)",
+         "INSERT INTO orders VALUES (1, 'tea')")
+    return path
+
+
+def _file_of(name: str, data: bytes):
+    def make(folder: Path) -> Path:
+        (folder / name).write_bytes(data)
+        return folder / name
+    return make
+
+
+@pytest.mark.parametrize("make", [_file_of("empty.db", b""), _foreign,
+                                  _file_of("text.db", b"hello, not SQLite")])
+def test_read_commands_change_nothing_and_refuse_what_is_not_a_gallery(make, tmp_path):
+    folder = tmp_path / "g"
+    folder.mkdir()
+    path = make(folder)
+    before = _files(folder)
+    command("gallery", "list", str(path)).one_line(2, "not a siamese gallery")
+    command("identify", "--gallery", str(path), str(ANDY[0])).one_line(2, "not a siamese gallery")
+    assert _files(folder) == before  # no tables, no WAL, no journal, not one byte
+
+
+def _damage(kind: str, path: Path) -> None:
+    untyped = ("ALTER TABLE people RENAME TO old", "CREATE TABLE people (name TEXT, template)",
+               "INSERT INTO people SELECT * FROM old", "DROP TABLE old")
+    if kind == "emptied":
+        _sql(path, "DELETE FROM meta")
+    elif kind == "integer_row":  # (a TEXT column would store 42 as '42': the manifest's case)
+        _sql(path, *untyped, "UPDATE people SET template = 42 WHERE name = 'andy'")
+    elif kind == "null_row":
+        _sql(path, *untyped, "UPDATE people SET template = NULL WHERE name = 'andy'")
+    elif kind == "other_schema":
+        _sql(path, "DROP TABLE people", "CREATE TABLE people (id INTEGER, face BLOB, x TEXT)")
+    elif kind == "corrupt_page":
+        data = bytearray(path.read_bytes())
+        data[4096:8192] = bytes(range(256)) * 16  # page 2: a b-tree page of garbage
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["emptied", "integer_row", "null_row", "other_schema",
+                                  "corrupt_page"])
+def test_damaged_galleries_are_not_a_siamese_gallery_exit_2(kind, two_people, tmp_path):
+    path = _copy(two_people, tmp_path)
+    _damage(kind, path)
+    command("gallery", "list", str(path)).one_line(2, "not a siamese gallery")
+
+
+def test_a_gallery_on_read_only_storage_can_be_read(two_people, tmp_path, verifier, monkeypatch):
+    """Read-only media: the file cannot be written, so SQLite opens it immutable (no locks, no
+    -shm), and the people are read."""
+    from siamese.runtime.storage import gallery as module
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = _copy(two_people, folder)
+    before = _files(folder)
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        monkeypatch.setattr(module, "_writable", lambda p: False)  # as on a read-only mount
+        with module.Gallery.open(path, verifier, read_only=True) as gallery:
+            assert gallery.names() == ["andy", "joschka"] and len(gallery.index()) == 2
+        if os.geteuid() != 0:  # without the monkeypatch, as an ordinary user would
+            monkeypatch.undo()
+            listed = command("gallery", "list", str(path))
+            assert listed.status == 0, listed.errors
+    finally:
+        folder.chmod(0o755)
+    assert _files(folder) == before
+
+
+def test_gallery_add_under_another_key_writes_nothing(two_people, tmp_path):
+    path = _copy(two_people, tmp_path)
+    other = tmp_path / "other.key"
+    run = subprocess.run([sys.executable, "-c", "from siamese.runtime.commands.gallery import "
+                          "gallery_main; gallery_main()", "add", str(path), "madonna",
+                          str(FOUR_PEOPLE[2]), "--key-file", str(other), "--cache-dir",
+                          str(tmp_path / "c")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "integrity" in run.stderr, run.stderr
+    listed = command("gallery", "list", str(path))
+    assert listed.status == 0, listed.errors
+    assert [json.loads(line)["name"] for line in listed.stdout.splitlines()] == ["andy",
+                                                                                 "joschka"]
+
+
+def _row(path: Path, name: str) -> str:
+    import sqlite3
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT template FROM people WHERE name = ?", (name,)).fetchone()[0]
+
+
+def test_a_removed_person_put_back_is_refused(two_people, tmp_path):
+    path = _copy(two_people, tmp_path)
+    saved = _row(path, "andy")
+    assert command("gallery", "remove", str(path), "andy").status == 0
+    _sql(path, "INSERT INTO people VALUES ('andy', ?)", params=(saved,))
+    command("identify", "--gallery", str(path), str(ANDY[2])).one_line(
+        2, "signed manifest", "andy")
+
+
+def test_rows_removed_or_swapped_outside_the_gallery_are_refused(two_people, tmp_path,
+                                                                 verifier):
+    from siamese.runtime.storage.gallery import Gallery
+    removed = _copy(two_people, tmp_path)
+    _sql(removed, "DELETE FROM people WHERE name = 'joschka'")
+    command("gallery", "list", str(removed)).one_line(2, "missing rows", "joschka")
+    swapped = tmp_path / "swapped.db"
+    swapped.write_bytes(two_people.read_bytes())
+    old = _row(swapped, "andy")  # andy's older row, swapped back in after a --replace
+    with Gallery.open(swapped, verifier) as gallery:
+        generation = gallery.generation
+        gallery.add(verifier.enroll("andy", ANDY[1:3]), replace=True)
+        assert gallery.generation == generation + 1
+    _sql(swapped, "UPDATE people SET template = ? WHERE name = 'andy'", params=(old,))
+    command("gallery", "list", str(swapped)).one_line(2, "signed manifest", "andy")
+
+
+def test_a_rolled_back_gallery_is_refused_given_the_last_generation(two_people, tmp_path,
+                                                                    verifier):
+    from siamese.runtime.storage.gallery import Gallery
+    path = _copy(two_people, tmp_path)
+    backup = path.read_bytes()
+    with Gallery.open(path, verifier) as gallery:
+        gallery.remove("joschka")
+        last = gallery.generation
+    path.write_bytes(backup)  # the whole file rolled back: consistent, and signed
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with Gallery.open(path, verifier, read_only=True) as gallery:
+        assert gallery.names() == ["andy", "joschka"]  # undetectable from inside the file
+    with Gallery.open(path, verifier, read_only=True, expected_generation=last) as gallery, \
+            pytest.raises(IntegrityError, match="rolled back"):
+        gallery.names()
+
+
+@pytest.mark.slow
+def test_a_200_mb_gallery_row_is_refused_before_it_is_read(two_people, tmp_path):
+    path = _copy(two_people, tmp_path)
+    _sql(path, "UPDATE people SET template = hex(zeroblob(100000000)) WHERE name = 'andy'")
+    code = "from siamese.runtime.commands.gallery import gallery_main; gallery_main()"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", _MEASURED, sys.executable, "-c", code,
+                             "list", str(path)], capture_output=True, text=True, timeout=120)
+    run = Run(result, time.monotonic() - started)
+    run.one_line(2, "not a siamese gallery", "over")
+    print(f"200 MB row: peak RSS {run.rss_mb:.0f} MB")
+    assert run.rss_mb < 300

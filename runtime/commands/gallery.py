@@ -35,13 +35,13 @@ gallery_argument = click.argument("gallery", type=click.Path(path_type=Path))
 
 
 def _open(gallery, model, providers, cache_dir, key_file, create=False, site=None,
-          threshold=None):
+          threshold=None, read_only=False):
     from siamese.runtime.storage.gallery import Gallery
     from siamese.runtime.verifier import VerifyConfig
 
     verifier = build_verifier(model, providers, cache_dir, key_file,
                               VerifyConfig(threshold=threshold), site)
-    return verifier, Gallery.open(gallery, verifier, create=create)
+    return verifier, Gallery.open(gallery, verifier, create=create, read_only=read_only)
 
 
 def _warn_lookalikes(index, names: set[str], threshold: float, margin: float,
@@ -129,7 +129,7 @@ def import_folder(gallery, folder, replace, lookalike_margin, model, providers, 
 def list_people(gallery, model, key_file, verbose):
     """The people in GALLERY (each row's signature is checked)."""
     setup_logging(verbose)
-    _, store = _open(gallery, model, None, None, key_file)
+    _, store = _open(gallery, model, None, None, key_file, read_only=True)
     with store:
         for template in store.templates():
             emit({"name": template.name, "images": len(template.embeddings)})
@@ -181,7 +181,7 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
     if bool(inputs) == bool(source):
         raise ConfigError("give images or folders, or --camera SOURCE (not both)")
     verifier, store = _open(gallery, model, providers, cache_dir, key_file, site=site,
-                            threshold=threshold)
+                            threshold=threshold, read_only=True)
     with store:
         index = store.index()
     if not len(index):
