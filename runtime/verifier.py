@@ -349,6 +349,8 @@ class Verifier:
         if not isinstance(template, Template) or template.model_fingerprint \
                 != self.embedder.fingerprint or template.embeddings.shape[1:] != (self.dim,):
             raise ReferenceError("the template was not made with this model")
+        if not np.isfinite(template.embeddings).all():
+            raise ReferenceError("the template holds non-finite values (NaN or infinity)")
 
     def new_vote(self) -> Vote:
         return Vote(self.config.votes_needed, self.config.window)

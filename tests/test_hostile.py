@@ -965,3 +965,15 @@ def test_a_200_mb_gallery_row_is_refused_before_it_is_read(two_people, tmp_path)
     run.one_line(2, "not a siamese gallery", "over")
     print(f"200 MB row: peak RSS {run.rss_mb:.0f} MB")
     assert run.rss_mb < 300
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_template_holding_nan_or_inf_built_in_code_is_refused(bad, verifier):
+    embeddings = np.ones((2, verifier.dim), np.float32)
+    embeddings[1, 3] = bad
+    with pytest.raises(ReferenceError, match="non-finite"):
+        Template("x", embeddings, verifier.embedder.fingerprint)
+    good = Template("x", np.ones((2, verifier.dim), np.float32), verifier.embedder.fingerprint)
+    object.__setattr__(good, "embeddings", embeddings)  # forced past the constructor
+    with pytest.raises(ReferenceError, match="non-finite"):
+        verifier.check_template(good)

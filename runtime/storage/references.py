@@ -68,6 +68,12 @@ class Template:
     model_fingerprint: str
     image_sha256: tuple[str, ...] = ()  # of the enrolment photos, in order
 
+    def __post_init__(self) -> None:
+        """However it was built (file, gallery, code), a template holds 1-256 finite, non-zero
+        vectors: NaN or infinity is a ReferenceError here, never a score."""
+        object.__setattr__(self, "embeddings", check_embeddings(
+            self.embeddings, None, f"template {str(self.name)[:64]!r}"))
+
     @cached_property
     def mean(self) -> np.ndarray:
         """Computed once: the verifier scores every frame against it."""
