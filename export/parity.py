@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from siamese.runtime.errors import ConfigError
 from siamese.train import metrics
 
 
@@ -16,6 +17,11 @@ class Gate:
     mean_cosine: float | None = None
     decision_agreement: float | None = None
     max_accuracy_drop: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value is not None and not 0.0 <= value <= 1.0:  # nan fails this too
+                raise ConfigError(f"parity gate {name} must lie in [0, 1], not {value}")
 
 
 @dataclass

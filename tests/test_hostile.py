@@ -977,3 +977,57 @@ def test_a_template_holding_nan_or_inf_built_in_code_is_refused(bad, verifier):
     object.__setattr__(good, "embeddings", embeddings)  # forced past the constructor
     with pytest.raises(ReferenceError, match="non-finite"):
         verifier.check_template(good)
+
+
+# --- bounds: folder walks, numbers -------------------------------------------------------------
+@pytest.fixture
+def deep_folder(tmp_path) -> Path:
+    root = tmp_path / "deep"
+    root.mkdir()
+    handle = os.open(root, os.O_RDONLY)
+    for _ in range(1500):  # 1,500 levels: the old recursive walks hit RecursionError (exit 3)
+        os.mkdir("d", dir_fd=handle)
+        inner = os.open("d", os.O_RDONLY, dir_fd=handle)
+        os.close(handle)
+        handle = inner
+    face = os.open("face.jpg", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=handle)
+    os.write(face, ANDY[0].read_bytes())
+    os.close(face)
+    os.close(handle)
+    return root
+
+
+def test_deep_folders_are_refused_by_embed_and_identify(deep_folder, two_people, tmp_path):
+    command("embed", str(deep_folder), "--out", str(tmp_path / "e.npz")).one_line(
+        2, "nested deeper than 32")
+    command("identify", "--gallery", str(two_people), str(deep_folder)).one_line(
+        2, "nested deeper than 32")
+    assert not (tmp_path / "e.npz").exists()
+
+
+def test_folder_walks_are_iterative_and_ordered(tmp_path):
+    from siamese.runtime.storage.datasets_io import images_under, person_folders
+    for relative in ("b/2.jpg", "a/x/1.png", "a/0.jpg", "c.txt", "z.jpg"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"")
+    (tmp_path / "link").symlink_to(tmp_path / "a")  # symlinked folders are not followed
+    found = [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)]
+    assert found == ["z.jpg", "a/0.jpg", "a/x/1.png", "b/2.jpg"]
+    assert [p.name for p in person_folders(tmp_path)] == ["a", "b"]
+    with pytest.raises(ImageError, match="nested deeper than 1"):
+        list(images_under(tmp_path, max_depth=1))
+
+
+@pytest.mark.parametrize("change", [{"lr": float("nan")}, {"margin": float("inf")},
+                                    {"target_far": 1e-320}, {"lr": -1.0}, {"epochs": -2}])
+def test_training_numbers_are_range_checked(change):
+    from siamese.train.config import TrainConfig
+    with pytest.raises(SiameseError):
+        TrainConfig(**change).validate()
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1.5, -0.1])
+def test_export_gate_numbers_are_range_checked(value):
+    from siamese.export.parity import Gate
+    with pytest.raises(SiameseError, match="parity gate"):
+        Gate(mean_cosine=value)

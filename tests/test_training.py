@@ -179,7 +179,8 @@ def test_recalibrate_recomputes_the_held_out_thresholds_in_place(mini_faces, tmp
     state.save(tmp_path / "best.pt")
     tool = Path(__file__).parent.parent / "tools" / "recalibrate.py"
     run = subprocess.run([sys.executable, str(tool), str(tmp_path / "best.pt"), "--faces",
-                          str(mini_faces.directory), "--device", "cpu"],
+                          str(mini_faces.directory), "--device", "cpu",
+                          "--allow-unproven-far"],  # 16 held-out impostor pairs
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     restored = Checkpoint.load(tmp_path / "best.pt").calibration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from siamese.runtime.errors import ConfigError
@@ -84,6 +85,15 @@ class TrainConfig:
                               "images (not fixed triplets)")
         if not 0 < self.val_fraction < 1:
             raise ConfigError("val_fraction must lie between 0 and 1")
+        for item in fields(self):  # every number finite and in range (nan, inf, 1e-320 ...)
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{item.name} must be a finite number, not {value}")
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"{item.name} must not be negative ({value})")
+        if not 1e-9 <= self.target_far < 1 or not 0 < self.lr <= 10:
+            raise ConfigError(f"target_far must lie in [1e-9, 1) and lr in (0, 10] (got "
+                              f"{self.target_far:g}, {self.lr:g})")
 
 
 # Edge recipe distilled from dlib's ResNet descriptor (tools/teacher_embeddings.py): every
