@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from siamese.runtime.consistency import ConsistencyRule
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ConfigError, ModelError, ReferenceError, StorageError
 from siamese.runtime.model_info import check_threshold
@@ -44,6 +45,7 @@ from siamese.runtime.vision.detector import (
     largest_face,
 )
 from siamese.runtime.vision.imageio import MAX_IMAGE_BYTES, as_bgr_frame, decode_image
+from siamese.runtime.vision.large_frames import TwoPassDetector
 from siamese.runtime.vision.quality import Quality, QualityConfig, assess, describe_flags
 from siamese.runtime.vision.sources import Frame, ThreadedSource
 
@@ -157,8 +159,11 @@ class Verifier:
                  config: VerifyConfig | None = None, cache_dir: Path | None = None,
                  key: bytes | None = None) -> None:
         self.embedder = embedder
-        self.detector = detector or FaceDetector(config=DetectorConfig(max_side=DETECT_SIDE))
         self.config = config or VerifyConfig()
+        # a second, finer pass finds faces down to the quality gate's minimum in large frames
+        self.detector = detector or TwoPassDetector(
+            FaceDetector(config=DetectorConfig(max_side=DETECT_SIDE)),
+            self.config.quality.min_face_px)
         if self.config.threshold is not None:
             check_threshold(self.config.threshold, embedder.info.metric, "threshold")
         self.key = key if key is not None else load_or_create_key()
@@ -191,17 +196,12 @@ class Verifier:
         return self.embedder.info.embedding_dim
 
     @property
-    def consistency_limit(self) -> float:
-        """The score below which an enrolment image is taken for another person.
-
-        Half the model's balanced-accuracy threshold (cosine; 1.5 times it for distances): loose
-        enough that hard photos of one person pass (on the LFW fixture with the packaged model:
-        0 of 96 genuine pairs below it, 86% of impostor pairs), so it catches mixed-up sets, not
-        bad photos (the quality gate and the threshold do that).
-        """
+    def consistency(self) -> ConsistencyRule:
+        """The rule a set of enrolment photos must meet to be taken for one person
+        (runtime.consistency; measured in docs/RELIABILITY.md)."""
         info = self.embedder.info
         base = info.accuracy_threshold if info.accuracy_threshold is not None else info.threshold
-        return base / 2 if info.metric == "cosine" else base * 1.5
+        return ConsistencyRule.for_model(base, info.metric)
 
     def score_against(self, embedding: np.ndarray, reference: np.ndarray) -> float:
         """Cosine similarity (or minus the Euclidean distance) of two vectors."""
@@ -265,9 +265,9 @@ class Verifier:
     def enroll(self, name: str, images: Iterable[str | Path]) -> Template:
         """A template from one or more images (files or folders), each with exactly one face.
 
-        With several images, each must look like the same person as the rest: its score
-        against the mean of the others must reach `consistency_limit`; otherwise ReferenceError
-        names the image that disagrees most.
+        With several images, they must look like one person (`consistency`: every pair, and
+        each image against the mean of the others); otherwise ReferenceError names the image
+        that disagrees most.
         """
         check_name(name)
         paths = [p for item in images for p in list_images(Path(item))]
@@ -275,22 +275,9 @@ class Verifier:
             raise ReferenceError(f"no images given to enroll {name!r}")
         results = [self.reference_embedding(p) for p in paths]
         embeddings = np.stack([embedding for embedding, _ in results]).astype(np.float32)
-        self._check_one_person(embeddings, paths)
+        self.consistency.check(embeddings, paths)
         return Template(name, embeddings, self.embedder.fingerprint,
                         tuple(digest for _, digest in results))
-
-    def _check_one_person(self, embeddings: np.ndarray, paths: list[Path]) -> None:
-        if len(embeddings) < 2:
-            return
-        limit = self.consistency_limit
-        total = embeddings.sum(axis=0)
-        scores = [self.score_against(e, (total - e) / (len(embeddings) - 1)) for e in embeddings]
-        worst = int(np.argmin(scores))
-        if scores[worst] < limit:
-            others = "the other image" if len(paths) == 2 else f"the other {len(paths) - 1}"
-            raise ReferenceError(f"{paths[worst]} does not look like the same person as "
-                                 f"{others} (score {scores[worst]:.3f} < {limit:.3f}): remove "
-                                 f"it, or enroll it separately")
 
     def compare(self, first: str | Path | np.ndarray, second: str | Path | np.ndarray
                 ) -> Comparison:

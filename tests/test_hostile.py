@@ -982,19 +982,23 @@ def test_a_template_holding_nan_or_inf_built_in_code_is_refused(bad, verifier):
 # --- bounds: folder walks, numbers -------------------------------------------------------------
 @pytest.fixture
 def deep_folder(tmp_path) -> Path:
+    """1,500 nested folders (the old recursive walks hit RecursionError, exit 3), removed
+    iteratively afterwards (a recursive rmtree would hit it too)."""
     root = tmp_path / "deep"
     root.mkdir()
-    handle = os.open(root, os.O_RDONLY)
-    for _ in range(1500):  # 1,500 levels: the old recursive walks hit RecursionError (exit 3)
-        os.mkdir("d", dir_fd=handle)
-        inner = os.open("d", os.O_RDONLY, dir_fd=handle)
-        os.close(handle)
-        handle = inner
-    face = os.open("face.jpg", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=handle)
+    handles = [os.open(root, os.O_RDONLY)]
+    for _ in range(1500):
+        os.mkdir("d", dir_fd=handles[-1])
+        handles.append(os.open("d", os.O_RDONLY, dir_fd=handles[-1]))
+    face = os.open("face.jpg", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=handles[-1])
     os.write(face, ANDY[0].read_bytes())
     os.close(face)
-    os.close(handle)
-    return root
+    yield root
+    os.unlink("face.jpg", dir_fd=handles[-1])
+    os.close(handles.pop())
+    while handles:
+        os.rmdir("d", dir_fd=handles[-1])
+        os.close(handles.pop())
 
 
 def test_deep_folders_are_refused_by_embed_and_identify(deep_folder, two_people, tmp_path):

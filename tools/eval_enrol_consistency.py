@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-from siamese.runtime.consistency import set_scores
+from siamese.runtime.consistency import ConsistencyRule, set_scores
 from siamese.runtime.errors import SiameseError
 from siamese.runtime.verifier import Verifier
 
@@ -28,8 +28,10 @@ from siamese.runtime.verifier import Verifier
 @click.option("--people", type=click.IntRange(10, 2000), default=300)
 @click.option("--sets", type=click.IntRange(100, 100_000), default=2000)
 @click.option("--seed", type=int, default=0)
-def main(lfw: Path, people: int, sets: int, seed: int) -> None:
-    verifier = Verifier.from_model(cache_dir=Path(tempfile.mkdtemp(prefix="consistency-")))
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Reuse cached embeddings.")
+def main(lfw: Path, people: int, sets: int, seed: int, cache_dir: Path | None) -> None:
+    verifier = Verifier.from_model(
+        cache_dir=cache_dir or Path(tempfile.mkdtemp(prefix="consistency-")))
     rng = np.random.default_rng(seed)
     rows = [line.split("\t") for line in (lfw / "peopleDevTest.txt").read_text().splitlines()[1:]]
     eligible = [(name, int(count)) for name, count in rows if int(count) >= 2]
@@ -49,22 +51,23 @@ def main(lfw: Path, people: int, sets: int, seed: int) -> None:
     names = sorted(embedded)
     metric = verifier.embedder.info.metric
     base = verifier.embedder.info.accuracy_threshold or verifier.embedder.info.threshold
-    kinds: dict[str, list[tuple[float, float]]] = {"genuine": [], "all different": [],
+    kinds: dict[str, list[tuple[float, float, int]]] = {"genuine": [], "all different": [],
                                                     "one intruder": []}
     for _ in range(sets):
         size = int(rng.integers(2, 6))
         person = embedded[names[rng.integers(len(names))]]
         if len(person) >= size:
             picked = person[rng.choice(len(person), size, replace=False)]
-            kinds["genuine"].append(set_scores(picked, metric))
+            kinds["genuine"].append((*set_scores(picked, metric), size))
         others = rng.choice(len(names), size, replace=False)
-        kinds["all different"].append(set_scores(np.stack(
-            [embedded[names[i]][rng.integers(len(embedded[names[i]]))] for i in others]), metric))
+        kinds["all different"].append((*set_scores(np.stack(
+            [embedded[names[i]][rng.integers(len(embedded[names[i]]))] for i in others]),
+            metric), size))
         host, guest = embedded[names[others[0]]], embedded[names[others[1]]]
         if len(host) >= size - 1:
             picked = host[rng.choice(len(host), size - 1, replace=False)]
-            kinds["one intruder"].append(set_scores(
-                np.vstack([picked, guest[rng.integers(len(guest))][None]]), metric))
+            kinds["one intruder"].append((*set_scores(
+                np.vstack([picked, guest[rng.integers(len(guest))][None]]), metric), size))
     counts = ", ".join(f"{kind} {len(v)}" for kind, v in kinds.items())
     click.echo(f"{len(names)} DevTest people, {sum(len(v) for v in embedded.values())} photos; "
                f"sets: {counts}; accuracy threshold {base:.4f}")
@@ -76,6 +79,20 @@ def main(lfw: Path, people: int, sets: int, seed: int) -> None:
             rates = [np.mean([s[column] >= limit for s in kinds[k]]) for k in kinds]
             click.echo(f"| {rule} | {fraction:.1f} x = {limit:.3f} | {100 * rates[0]:.1f}% | "
                        f"{100 * (1 - rates[1]):.1f}% | {100 * (1 - rates[2]):.1f}% |")
+    rule = ConsistencyRule.for_model(base, metric)
+    click.echo(f"the enrolment rule (pairwise min >= {rule.pair_limit:.3f} and mean-vs-rest "
+               f">= {rule.mean_limit:.3f}), by set size:")
+    click.echo("| photos | genuine accepted | all-different refused | one-intruder refused |")
+    click.echo("|---|---|---|---|")
+    for size in (2, 3, 4, 5, None):
+        cells = []
+        for kind, scores in kinds.items():
+            chosen_sets = [s for s in scores if size is None or s[2] == size]
+            passed = np.mean([s[0] >= rule.pair_limit and s[1] >= rule.mean_limit
+                              for s in chosen_sets])
+            rate = passed if kind == "genuine" else 1 - passed
+            cells.append(f"{100 * rate:.1f}% of {len(chosen_sets)}")
+        click.echo(f"| {size or '2-5'} | {' | '.join(cells)} |")
     for kind, scores in kinds.items():
         pair = np.array([s[0] for s in scores])
         click.echo(f"{kind}: pairwise min quantiles 1/5/50/95/99%: "
