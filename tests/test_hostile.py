@@ -1035,3 +1035,40 @@ def test_export_gate_numbers_are_range_checked(value):
     from siamese.export.parity import Gate
     with pytest.raises(SiameseError, match="parity gate"):
         Gate(mean_cosine=value)
+
+
+# --- small faces in large frames ----------------------------------------------------------------
+def _face_in_frame(photo: Path, face_px: float, size=(3840, 2160)) -> np.ndarray:
+    from siamese.runtime.vision.detector import FaceDetector
+    image = cv2.imread(str(photo))
+    box = FaceDetector().detect(image)[0].box
+    scale = face_px / min(box[2], box[3])
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.full((size[1], size[0], 3), 90, np.uint8)
+    frame[1200:1200 + small.shape[0], 2500:2500 + small.shape[1]] = small
+    return frame
+
+
+@pytest.mark.parametrize("face_px", [60, 100])
+def test_small_faces_in_4k_frames_are_found_and_scored(face_px, verifier):
+    """Faces down to the quality gate's 60 px in a 3840x2160 frame: the 320 px pass misses
+    them, the second pass finds them."""
+    frame = _face_in_frame(ANDY[0], face_px)
+    assert verifier.detector.first.detect(frame) == []
+    faces = verifier.detector.detect(frame)
+    assert len(faces) == 1 and min(faces[0].box[2:]) >= 0.9 * face_px
+    assert 2500 <= faces[0].box[0] <= 2500 + 3 * face_px
+    if face_px >= 100:
+        template = verifier.enroll("andy", ANDY[:2])
+        decision = verifier.verify(frame, template)
+        assert decision.face_found and decision.match, decision
+
+
+def test_frames_with_a_face_pay_no_second_pass(verifier, monkeypatch):
+    frame = _face_in_frame(ANDY[0], 250)
+    calls = []
+    monkeypatch.setattr(verifier.detector.second, "detect",
+                        lambda image: calls.append(image.shape) or [])
+    assert len(verifier.detector.detect(frame)) == 1 and calls == []
+    empty = np.full((2160, 3840, 3), 90, np.uint8)
+    assert verifier.detector.detect(empty) == [] and calls == [(720, 1280, 3)]

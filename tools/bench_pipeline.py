@@ -2,8 +2,12 @@
 embed, compare) on a 640x480 video with one face, and the process's peak memory.
 
     python tools/bench_pipeline.py [--model PATH] [--video FILE] [--frames 300]
+    python tools/bench_pipeline.py --large-frames 20
 
 Without --video, a 640x480 MJPEG video is written from examples/ (or the test fixture).
+`--large-frames N` instead times detection per frame, one pass (320 px) against the verifier's
+two-pass detector, on 640x480 and 3840x2160 frames with a face (about 100 px in the large
+frame) and without one: the cost of the second pass that finds small faces in large frames.
 """
 
 from __future__ import annotations
@@ -40,6 +44,35 @@ def synthetic_video(out: Path, frames: int) -> Path:
     return out
 
 
+def large_frame_table(verifier: Verifier, repeats: int) -> None:
+    """Median ms per frame of detection, one pass against two, with and without a face."""
+    faces = sorted((ROOT / "examples").glob("*.jpg")) or sorted(
+        (ROOT / "tests/fixtures/lfw_mini/lfw-deepfunneled").glob("*/*_0001.jpg"))
+    face = cv2.imread(str(faces[0]))
+    two = verifier.detector
+    one = getattr(two, "first", two)
+    click.echo(f"{'frame':<10} {'face':<6} {'one pass ms':>12} {'two passes ms':>14} "
+               f"{'found (1/2)':>12}")
+    for width, height, side in ((640, 480, 250), (3840, 2160, 250)):
+        for with_face in (True, False):
+            frame = np.full((height, width, 3), 90, np.uint8)
+            if with_face:
+                top, left = (height - side) // 2, (width - side) // 2
+                frame[top:top + side, left:left + side] = face
+            times = {}
+            found = {}
+            for name, detector in (("one", one), ("two", two)):
+                samples = []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    found[name] = len(detector.detect(frame))
+                    samples.append(1e3 * (time.perf_counter() - started))
+                times[name] = statistics.median(samples)
+            click.echo(f"{width}x{height:<5} {'yes' if with_face else 'no':<6} "
+                       f"{times['one']:>12.1f} {times['two']:>14.1f} "
+                       f"{found['one']:>5}/{found['two']:<6}")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -49,9 +82,15 @@ def peak_rss_mb() -> float:
 @click.option("--video", type=click.Path(exists=True, path_type=Path))
 @click.option("--frames", default=300, show_default=True)
 @click.option("--threads", default=0, show_default=True, help="onnxruntime threads (0: auto)")
-def main(model: Path | None, video: Path | None, frames: int, threads: int) -> None:
+@click.option("--large-frames", type=click.IntRange(0, 1000), default=0,
+              help="Time the large-frame detection pass over N repeats instead.")
+def main(model: Path | None, video: Path | None, frames: int, threads: int,
+         large_frames: int) -> None:
     """Print one table of per-stage median latency, FPS and peak RSS."""
     verifier = Verifier.from_model(model)
+    if large_frames:
+        large_frame_table(verifier, large_frames)
+        return
     if threads:
         from siamese.runtime.embedder import Embedder
 

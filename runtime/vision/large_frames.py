@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from siamese.runtime.vision.detector import Face, FaceDetector
 
-TARGET_PX = 24.0  # the smallest face's side in the second pass
+TARGET_PX = 20.0  # the smallest face's side in the second pass
 
 
 class TwoPassDetector:
