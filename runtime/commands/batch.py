@@ -14,6 +14,8 @@ from siamese.runtime.commands.options import (
     key_option,
     model_option,
     providers_option,
+    quality_options,
+    strict_quality_option,
     verbose_option,
 )
 from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_logging
@@ -30,8 +32,9 @@ from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_
 @providers_option
 @cache_option
 @key_option
+@quality_options
 @verbose_option
-def calibrate_main(folder, far, out, model, providers, cache_dir, key_file, verbose):
+def calibrate_main(folder, far, out, model, providers, cache_dir, key_file, quality, verbose):
     """Measure a decision threshold on your own faces; use it with --site OUT.
 
     Every pair of photos is scored: same person (genuine) and different people (impostor).
@@ -39,9 +42,11 @@ def calibrate_main(folder, far, out, model, providers, cache_dir, key_file, verb
     says how many pairs stand behind it and warns when they are too few.
     """
     from siamese.runtime.calibration import calibrate_folder, save_site
+    from siamese.runtime.verifier import VerifyConfig
 
     setup_logging(verbose)
-    verifier = build_verifier(model, providers, cache_dir, key_file)
+    verifier = build_verifier(model, providers, cache_dir, key_file,
+                              VerifyConfig(quality=quality))
     site = calibrate_folder(verifier, folder, far)
     save_site(site, out, verifier.key)
     emit({"site": str(out), "threshold": round(site.threshold, 4),
@@ -64,15 +69,23 @@ def calibrate_main(folder, far, out, model, providers, cache_dir, key_file, verb
               help="Every face of each image [default: its dominant face].")
 @model_option
 @providers_option
+@quality_options
+@strict_quality_option
 @verbose_option
-def embed_main(folder, out, batch_size, all_faces, model, providers, verbose):
-    """Embeddings of every image under FOLDER (recursive), for your own pipelines."""
+def embed_main(folder, out, batch_size, all_faces, model, providers, quality, strict_quality,
+               verbose):
+    """Embeddings of every image under FOLDER (recursive), for your own pipelines.
+
+    Each face carries its quality flags (turned, small, blurry, tilted; a column of the CSV,
+    an array of the .npz); --strict-quality skips such faces instead.
+    """
     from siamese.runtime.batch import embed_folder, write_table
+    from siamese.runtime.verifier import VerifyConfig
 
     setup_logging(verbose)
-    verifier = build_verifier(model, providers, None, None)
+    verifier = build_verifier(model, providers, None, None, VerifyConfig(quality=quality))
     started = time.perf_counter()
-    table = embed_folder(verifier, folder, batch_size, all_faces)
+    table = embed_folder(verifier, folder, batch_size, all_faces, strict_quality)
     seconds = time.perf_counter() - started
     write_table(table, out, verifier.dim, verifier.embedder.fingerprint)
     for path, reason in table.skipped:
