@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from siamese.runtime.errors import ConfigError
 
+# the names train.models registers, listed here so that --help needs no torch (a test checks)
+ARCHITECTURES = ("edge-resnet", "edge-resnet-l", "edge-resnet-m", "edge-resnet-s", "seed")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
