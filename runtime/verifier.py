@@ -254,16 +254,24 @@ class Verifier:
                                  f"({describe_flags(quality, self.config.quality)})")
         return embedding
 
+    @property
+    def _cache_key(self) -> str:
+        """The model's fingerprint, or with a non-default quality gate a digest of both: a
+        cached embedding passed the gate it was made under, not necessarily this one."""
+        if self.config.quality == QualityConfig():
+            return self.embedder.fingerprint
+        return sha256_bytes(f"{self.embedder.fingerprint}|{self.config.quality!r}".encode())
+
     def reference_embedding(self, path: Path) -> tuple[np.ndarray, str]:
         """(embedding, image SHA-256) of a one-face image, cached by image bytes and model."""
         data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image")
         digest = sha256_bytes(data)
-        cached = self.cache.get(digest, self.embedder.fingerprint, self.dim)
+        cached = self.cache.get(digest, self._cache_key, self.dim)
         if cached is not None:
             return cached, digest
         embedding = self._single_face_embedding(decode_image(data, str(path)), str(path))
         try:
-            self.cache.put(digest, self.embedder.fingerprint, embedding)
+            self.cache.put(digest, self._cache_key, embedding)
         except StorageError as exc:  # the cache is an optimisation: enrolment goes on
             log.warning("reference cache not written: %s", exc)
         return embedding, digest

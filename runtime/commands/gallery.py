@@ -164,8 +164,9 @@ def import_folder(gallery, folder, replace, lookalike_margin, model, providers, 
             emit({"name": person.name, "status": "enrolled",
                   "images": len(result.template.embeddings),
                   "skipped_images": len(result.skipped)})
-        _warn_lookalikes(store.index(), changed, verifier.threshold, lookalike_margin,
-                         precision)
+        if changed:
+            _warn_lookalikes(store.index(), changed, verifier.threshold, lookalike_margin,
+                             precision)
     total = done + skipped_people
     if not done:
         click.echo(f"error: nobody enrolled: {skipped_people} of {total} people skipped "
