@@ -104,11 +104,11 @@ def write_table(table: EmbeddingTable, out: Path, dim: int, model_fingerprint: s
     elif out.suffix == ".csv":
         text = io.StringIO()
         writer = csv.writer(text)
-        writer.writerow(["path", "face", "x", "y", "w", "h", "quality_flags",
-                         *[f"e{i}" for i in range(dim)]])
+        writer.writerow(["path", "face", "x", "y", "w", "h", *[f"e{i}" for i in range(dim)],
+                         "quality_flags"])
         for path, face, box, flags, vector in zip(table.paths, table.faces, table.boxes,
                                                   table.quality_flags, matrix, strict=True):
-            writer.writerow([path, face, *box, flags, *(f"{v:.7g}" for v in vector)])
+            writer.writerow([path, face, *box, *(f"{v:.7g}" for v in vector), flags])
         write_text_atomic(out, text.getvalue())
     else:
         raise ConfigError(f"--out must end in .npz or .csv, not {out.name}")
