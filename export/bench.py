@@ -79,17 +79,20 @@ def lfw_view1(lfw_root: Path, cache_dir: Path | None):
     return evaluate
 
 
-def format_rows(rows: list[BenchRow], threads: int) -> str:
+def format_rows(rows: list[BenchRow], threads: int, baseline: int = 0) -> str:
+    """The table; each row's ms per face is divided by row `baseline`'s (same run)."""
+    base = rows[baseline]
     header = (f"{'file':<28} {'arch':<16} {'variant':<8} {'size MB':>8} {'provider':>9} "
-              f"{'ms/face b1':>11} {'vs first':>9} {'faces/s b32':>12} {'LFW View 1':>10}")
+              f"{'ms/face b1':>11} {'vs base':>9} {'faces/s b32':>12} {'LFW View 1':>10}")
     lines = [header, "-" * len(header)]
     for r in rows:
         acc = f"{100 * r.lfw_accuracy:.2f}%" if r.lfw_accuracy is not None else "-"
-        ratio = f"{r.ms_per_face / rows[0].ms_per_face:.2f}x"
+        ratio = f"{r.ms_per_face / base.ms_per_face:.2f}x"
         lines.append(f"{r.name:<28} {r.arch[:16]:<16} {r.variant:<8} {r.size_mb:>8.2f} "
                      f"{r.provider:>9} {r.ms_per_face:>11.2f} {ratio:>9} {r.faces_per_s:>12.0f} "
                      f"{acc:>10}")
-    lines.append("vs first: this row's ms per face over the first row's (measured in this run).")
+    lines.append(f"vs base: this row's ms per face over the baseline's, {base.name} "
+                 f"(--baseline; measured in this run).")
     lines.append(f"onnxruntime threads: {threads or f'auto ({os.cpu_count()} cores)'}; "
                  "latency: median after warm-up. FP16 is a GPU artefact: the CPU provider "
                  "inserts casts, so it gains nothing over FP32 there and often runs slower.")
@@ -105,7 +108,9 @@ def format_rows(rows: list[BenchRow], threads: int) -> str:
               "available, else CPU].")
 @click.option("--threads", default=0, show_default=True, help="0: onnxruntime's default.")
 @click.option("--repeats", default=100, show_default=True)
-def main(models, lfw_root, cache_dir, providers, threads, repeats):
+@click.option("--baseline", help="The row ratios are taken against: a file name or path among "
+              "MODELS [default: the first model given; in a folder, its FP32 model.onnx].")
+def main(models, lfw_root, cache_dir, providers, threads, repeats, baseline):
     """Benchmark MODELS (files, or export folders: every .onnx inside) [default: the packaged
     models]."""
     from siamese.runtime.verifier import DEFAULT_MODEL
@@ -124,5 +129,22 @@ def main(models, lfw_root, cache_dir, providers, threads, repeats):
         raise ModelError("no embedding models to benchmark")
     evaluate = lfw_view1(lfw_root, cache_dir) if lfw_root else None
     chosen = [p.strip() for p in providers.split(",")] if providers else None
+    first_folder = Path((models or (DEFAULT_MODEL.parent,))[0]).is_dir()
+    base = baseline_index(paths, baseline, first_folder)
     rows = [bench_model(path, chosen, threads, repeats, evaluate) for path in paths]
-    click.echo(format_rows(rows, threads))
+    click.echo(format_rows(rows, threads, base))
+
+
+def baseline_index(paths: list[Path], baseline: str | None, first_folder: bool = False) -> int:
+    """The index of the named baseline (a path or a file name); without one the first model
+    given, or when that was a folder its FP32 model.onnx / siamese_edge.onnx."""
+    if baseline is None:
+        fp32 = [i for i, p in enumerate(paths) if first_folder and p.parent == paths[0].parent
+                and p.name in ("model.onnx", "siamese_edge.onnx")]
+        return fp32[0] if fp32 else 0
+    for index, path in enumerate(paths):
+        if Path(baseline) == path or baseline == path.name \
+                or Path(baseline).resolve() == path.resolve():
+            return index
+    raise ModelError(f"--baseline {baseline} is not among the models benchmarked: "
+                     + ", ".join(p.name for p in paths))

@@ -18,7 +18,8 @@ from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_
 @click.option("--torchscript", is_flag=True, help="Add a traced TorchScript file.")
 @click.option("--opset", default=18, show_default=True, type=click.IntRange(17, 23))
 @click.option("--calib", "calib_dir", type=click.Path(path_type=Path),
-              help="Real faces (ROOT/<person>/<images>) for calibration and parity.")
+              help="Real faces (ROOT/<person>/<images>) for calibration and parity "
+                   "[default: the checkpoint's training folder or LFW].")
 @click.option("--lfw-root", type=click.Path(path_type=Path), envvar="SIAMESE_LFW_ROOT",
               help="LFW for calibration, parity and View 1 accuracy "
                    "[default: the checkpoint's training LFW].")

@@ -97,12 +97,12 @@ def export_checkpoint(config: ExportConfig) -> ExportReport:
     checkpoint = Checkpoint.load(config.checkpoint)
     model = checkpoint.build_model()
     info = model_info(checkpoint, config.checkpoint)
-    lfw_root = config.lfw_root
-    if lfw_root is None and config.calib_dir is None and checkpoint.source is not None \
-            and checkpoint.source.lfw_root is not None:
-        lfw_root = checkpoint.source.lfw_root
-        log.info("calibration and parity faces from the training LFW at %s", lfw_root)
-    faces = load_face_sets(lfw_root, config.calib_dir, config.cache_dir,
+    lfw_root, calib_dir = config.lfw_root, config.calib_dir
+    if lfw_root is None and calib_dir is None and checkpoint.source is not None:
+        lfw_root, calib_dir = checkpoint.source.lfw_root, checkpoint.source.folder_root
+        log.info("calibration and parity faces from the training data at %s",
+                 lfw_root or calib_dir)
+    faces = load_face_sets(lfw_root, calib_dir, config.cache_dir,
                            set(checkpoint.train_people), config.calib_faces,
                            config.parity_faces, config.seed)
     reference_embed = crop_embedder(model, info.preprocess, "cpu")

@@ -38,14 +38,33 @@ def save_atomic(model: onnx.ModelProto, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def third_party_quiet():
+    """Silence the converters' and quantiser's own chatter (warnings, log lines such as
+    "Axis 1 is out-of-range", float16 truncation notices, stray prints) unless the command
+    runs verbose (-v sets the root logger to INFO); our own results and errors still show."""
+    root = logging.getLogger()
+    if root.isEnabledFor(logging.INFO):
+        yield
+        return
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def export_fp32(model: torch.nn.Module, info: ModelInfo, path: Path, opset: int) -> Path:
     """Export, check and optimise; the result carries `info` in metadata_props."""
     example = torch.zeros(2, *info.preprocess.input_shape)
     model = model.eval().cpu()
     with tempfile.TemporaryDirectory() as tmp:
         raw, optimised = Path(tmp) / "raw.onnx", Path(tmp) / "optimised.onnx"
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with third_party_quiet():
             torch.onnx.export(model, (example,), str(raw), input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], opset_version=opset, dynamo=True,
                               dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),

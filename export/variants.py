@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from siamese.export.onnx_export import INPUT_NAME, save_atomic, write_metadata
+from siamese.export.onnx_export import (
+    INPUT_NAME,
+    save_atomic,
+    third_party_quiet,
+    write_metadata,
+)
 from siamese.runtime.model_info import ModelInfo
 
 
@@ -21,7 +26,8 @@ def export_fp16(fp32_path: Path, info: ModelInfo, path: Path) -> Path:
     onnxruntime's CPU provider it runs slower than FP32 (casts are inserted)."""
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    with third_party_quiet():  # "the float16 value is truncated" notices
+        model = float16.convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
     write_metadata(model, info.with_variant("fp16"))
     save_atomic(model, path)
     return path
@@ -51,7 +57,7 @@ def export_int8(fp32_path: Path, info: ModelInfo, path: Path, calibration: np.nd
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, third_party_quiet():
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantized = Path(tmp) / "int8.onnx"

@@ -69,7 +69,7 @@ class Embedder:
             raise ModelError(f"{self.path} is a TorchScript file: the runtime runs the ONNX "
                              f"exports (model.onnx, model.int8.onnx); to use TorchScript from "
                              f"Python, siamese.export.torchscript.load_torchscript (needs "
-                             f"siamese-edge[train])")
+                             f"the train extra: pip install \".[train]\" in the source tree)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3

@@ -42,11 +42,11 @@ class Identity:
 
 
 def identify_faces(verifier: Verifier, image: np.ndarray, index: GalleryIndex, k: int = 1,
-                   threshold: float | None = None) -> list[Identity]:
+                   threshold: float | None = None, strict: bool = False) -> list[Identity]:
     """Every face in `image`, largest first, identified against `index`.
 
-    A face that fails the quality gate is still searched but never named: its identity is
-    "unknown" and its flags say why.
+    A face that fails the quality gate is searched and named like any other, its flags in
+    `quality_flags`; with `strict` it is never named: "unknown", and its flags say why.
     """
     image = as_bgr_frame(image)
     threshold = verifier.threshold if threshold is None else threshold
@@ -60,7 +60,7 @@ def identify_faces(verifier: Verifier, image: np.ndarray, index: GalleryIndex, k
     for number, (face, crop, matches) in enumerate(zip(faces, crops, results, strict=True)):
         quality = assess(face, crop, verifier.config.quality)
         best = matches[0] if matches else None
-        named = best is not None and best.score >= threshold and quality.ok
+        named = best is not None and best.score >= threshold and (quality.ok or not strict)
         identities.append(Identity(number, [round(float(v), 1) for v in face.box],
                                    best.name if named else UNKNOWN,
                                    None if best is None else best.score, matches,

@@ -132,10 +132,12 @@ class Comparison:
     score: float
     same_person: bool
     threshold: float
+    quality_flags: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # of each face
 
     def to_dict(self, precision: int = 4) -> dict:
         return {"score": round(self.score, precision), "same_person": self.same_person,
-                "threshold": round(self.threshold, max(precision, 4))}
+                "threshold": round(self.threshold, max(precision, 4)),
+                "quality_flags": [list(flags) for flags in self.quality_flags]}
 
 
 def default_reference_cache() -> Path:
@@ -238,26 +240,38 @@ class Verifier:
                                  f"a reference must show one person clearly larger than others")
         return faces[0]
 
-    def _single_face_embedding(self, image: np.ndarray, source: str) -> np.ndarray:
-        """The dominant face's embedding, after the same quality gate as verification."""
+    def assessed_embedding(self, image: np.ndarray, source: str) -> tuple[np.ndarray, Quality]:
+        """The dominant face's embedding and its quality (not gated: the caller decides)."""
         face = self.dominant_face(image, source)
         crop = align_face(image, face.landmarks)
-        quality = assess(face, crop, self.config.quality)
+        return self.embedder.embed(crop)[0], assess(face, crop, self.config.quality)
+
+    def _single_face_embedding(self, image: np.ndarray, source: str) -> np.ndarray:
+        """The dominant face's embedding, after the same quality gate as verification."""
+        embedding, quality = self.assessed_embedding(image, source)
         if not quality.ok:
             raise ReferenceError(f"the face in {source} fails the quality gate "
                                  f"({describe_flags(quality, self.config.quality)})")
-        return self.embedder.embed(crop)[0]
+        return embedding
+
+    @property
+    def _cache_key(self) -> str:
+        """The model's fingerprint, or with a non-default quality gate a digest of both: a
+        cached embedding passed the gate it was made under, not necessarily this one."""
+        if self.config.quality == QualityConfig():
+            return self.embedder.fingerprint
+        return sha256_bytes(f"{self.embedder.fingerprint}|{self.config.quality!r}".encode())
 
     def reference_embedding(self, path: Path) -> tuple[np.ndarray, str]:
         """(embedding, image SHA-256) of a one-face image, cached by image bytes and model."""
         data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image")
         digest = sha256_bytes(data)
-        cached = self.cache.get(digest, self.embedder.fingerprint, self.dim)
+        cached = self.cache.get(digest, self._cache_key, self.dim)
         if cached is not None:
             return cached, digest
         embedding = self._single_face_embedding(decode_image(data, str(path)), str(path))
         try:
-            self.cache.put(digest, self.embedder.fingerprint, embedding)
+            self.cache.put(digest, self._cache_key, embedding)
         except StorageError as exc:  # the cache is an optimisation: enrolment goes on
             log.warning("reference cache not written: %s", exc)
         return embedding, digest
@@ -279,20 +293,33 @@ class Verifier:
         return Template(name, embeddings, self.embedder.fingerprint,
                         tuple(digest for _, digest in results))
 
-    def compare(self, first: str | Path | np.ndarray, second: str | Path | np.ndarray
-                ) -> Comparison:
+    def compare(self, first: str | Path | np.ndarray, second: str | Path | np.ndarray,
+                strict: bool = False) -> Comparison:
         """Are two faces the same person? Each is an image path or a frame (numpy array)
-        showing one face; the decision uses this verifier's threshold.
+        showing one face; the decision uses this verifier's threshold. Photos that fail the
+        quality gate are still compared, their flags in `quality_flags`; `strict` refuses
+        them (ReferenceError), as enrolment does.
 
         >>> Verifier.from_model().compare("a.jpg", "b.jpg").same_person
         """
-        score = self.score_against(self._face_embedding(first), self._face_embedding(second))
-        return Comparison(score, score >= self.threshold, self.threshold)
+        (one, one_flags), (two, two_flags) = (self._face_embedding(item, strict)
+                                              for item in (first, second))
+        score = self.score_against(one, two)
+        return Comparison(score, score >= self.threshold, self.threshold, (one_flags, two_flags))
 
-    def _face_embedding(self, item: str | Path | np.ndarray) -> np.ndarray:
+    def _face_embedding(self, item: str | Path | np.ndarray,
+                        strict: bool) -> tuple[np.ndarray, tuple[str, ...]]:
+        if strict and isinstance(item, (str, Path)):
+            return self.reference_embedding(Path(item))[0], ()
         if isinstance(item, (str, Path)):
-            return self.reference_embedding(Path(item))[0]
-        return self._single_face_embedding(as_bgr_frame(item), "the frame")
+            data = read_regular_file(item, MAX_IMAGE_BYTES, ReferenceError, "image")
+            image, source = decode_image(data, str(item)), str(item)
+        else:
+            image, source = as_bgr_frame(item), "the frame"
+        if strict:
+            return self._single_face_embedding(image, source), ()
+        embedding, quality = self.assessed_embedding(image, source)
+        return embedding, quality.flags
 
     def load_reference(self, spec: str | Path) -> Template:
         """A saved template (.json), an image, or a folder of images of one person."""

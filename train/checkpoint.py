@@ -36,6 +36,12 @@ class TrainingSource:
         root = Path(self.root)
         return root if self.kind == "lfw" and root.is_dir() else None
 
+    @property
+    def folder_root(self) -> Path | None:
+        """The training folder, when it was a folder and is still there."""
+        root = Path(self.root)
+        return root if self.kind == "folder" and root.is_dir() else None
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "root": self.root,
                 **({"people": self.people} if self.people else {})}

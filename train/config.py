@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from siamese.runtime.errors import ConfigError
 
+# the names train.models registers, listed here so that --help needs no torch (a test checks)
+ARCHITECTURES = ("edge-resnet", "edge-resnet-l", "edge-resnet-m", "edge-resnet-s", "seed")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -105,7 +108,7 @@ _EDGE_DISTILL = TrainConfig(arch="edge-resnet", l2_normalize=True, loss="none", 
 PRESETS: dict[str, TrainConfig] = {
     # The tutorial: EmbeddingNet, triplet loss margin 1.0, Adam, batch 32, 5 warm-up epochs at
     # 1e-4 then 1e-3, 50 epochs.
-    "seed": TrainConfig(),
+    "seed": TrainConfig(),  # 2.3 h on a 2-core CPU with LFW: not a first run (see "first")
     # The seed's network with its own tricks switched on: hard mining and L2 embeddings.
     "seed-tricks": TrainConfig(l2_normalize=True, margin=0.5, hard_mining_every=10,
                                negatives_per_positive=2),
@@ -113,6 +116,10 @@ PRESETS: dict[str, TrainConfig] = {
     # augmentation, cosine schedule.
     "edge": replace(_EDGE_DISTILL, loss="batch-hard", margin=0.3, head="cosface", epochs=40),
     "edge-distill": _EDGE_DISTILL,
+    # The default: a first run on your own folder on a 2-core CPU. The edge recipe (its network,
+    # batch-hard triplets plus CosFace), no teacher, 30 epochs with a 2-epoch warm-up; P x K
+    # batches shrink to the folder's people when it has fewer than 32. Times: docs/OWN_FACES.md.
+    "first": replace(_EDGE_DISTILL, loss="batch-hard", margin=0.3, head="cosface", epochs=30),
     # The packaged default model: edge-distill on the larger edge-resnet-l at 112 px; give it
     # morph targets too (--distill-morphs). 151 epochs took 240 s on one H200.
     "edge-distill-l": replace(_EDGE_DISTILL, arch="edge-resnet-l", epochs=151),

@@ -119,8 +119,9 @@ def score_lfw(vectors: dict[str, np.ndarray], test_paths: list[str], metric: str
     return report
 
 
-def write_report(report: dict, out_dir: Path, title: str) -> Path:
-    """report.json, roc.png and tsne.png into out_dir (report written atomically)."""
+def write_report(report: dict, out_dir: Path, title: str, people: str = "DevTest") -> Path:
+    """report.json, roc.png and tsne.png into out_dir (report written atomically); `people`
+    names the evaluated people in the plots' titles."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,21 +133,21 @@ def write_report(report: dict, out_dir: Path, title: str) -> Path:
     keep = far > 0
     axis.semilogx(far[keep], tar[keep])
     axis.set(xlabel="false accept rate", ylabel="true accept rate", xlim=(1e-5, 1), ylim=(0, 1),
-             title=f"{title}: ROC over all DevTest pairs")
+             title=f"{title}: ROC over all {people} pairs")
     axis.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     figure.savefig(check_output_path(out_dir / "roc.png"), dpi=120)
     plt.close(figure)
 
     embeddings, labels = report.pop("_tsne")
-    _plot_tsne(embeddings, labels, out_dir / "tsne.png", title)
+    _plot_tsne(embeddings, labels, out_dir / "tsne.png", title, people=people)
     path = out_dir / "report.json"
     write_text_atomic(path, json.dumps(report, indent=2))
     return path
 
 
 def _plot_tsne(embeddings: np.ndarray, labels: np.ndarray, path: Path, title: str,
-               identities: int = 20) -> None:
+               identities: int = 20, people: str = "DevTest") -> None:
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
 
@@ -162,7 +163,7 @@ def _plot_tsne(embeddings: np.ndarray, labels: np.ndarray, path: Path, title: st
         selected = labels[mask] == name
         axis.scatter(points[selected, 0], points[selected, 1], s=10, label=name,
                      color=plt.cm.tab20(index % 20))
-    axis.set_title(f"{title}: t-SNE of {len(chosen)} DevTest people")
+    axis.set_title(f"{title}: t-SNE of {len(chosen)} {people} people")
     axis.legend(fontsize=5, markerscale=1, ncol=2)
     figure.tight_layout()
     figure.savefig(check_output_path(path), dpi=120)

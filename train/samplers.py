@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 import numpy as np
 from siamese.runtime.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 
 def group_by_label(labels: np.ndarray) -> dict[int, np.ndarray]:
@@ -66,9 +69,12 @@ class PKSampler:
         self.rng = np.random.default_rng(seed)
         self.groups = {label: g for label, g in group_by_label(self.labels).items()
                        if len(g) >= 2}
-        if len(self.groups) < p:
-            raise DatasetError(f"P x K batches need {p} identities with two images; "
-                             f"found {len(self.groups)}")
+        if len(self.groups) < 2:
+            raise DatasetError(f"P x K batches need two or more identities with two images; "
+                               f"found {len(self.groups)}")
+        if len(self.groups) < p:  # a small folder: every identity in every batch
+            log.info("P x K batches of %d identities (fewer than P = %d)", len(self.groups), p)
+            self.p = p = len(self.groups)
         self.batches_per_epoch = max(1, sum(len(g) for g in self.groups.values()) // (p * k))
 
     def epoch(self) -> list[np.ndarray]:

@@ -61,6 +61,8 @@ class Trainer:
         self.history: list[dict] = []
         self.start_epoch = 0
         self.best_auc = -math.inf
+        self.epochs_done = 0
+        self.interrupted_checkpoint: Path | None = None  # set when Ctrl-C stopped run()
 
     @property
     def val_people(self) -> list[str]:
@@ -148,23 +150,46 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.out_dir / "config.json",
                           json.dumps(self.config.to_dict(), indent=2))
-        for epoch in range(self.start_epoch, self.config.epochs):
-            record = self.run_epoch(epoch)
-            started = time.perf_counter()
-            calibration = self.validate()
-            record.update(val_auc=calibration.val_auc,
-                          val_tar_at_far=calibration.val_tar_at_threshold,
-                          val_seconds=time.perf_counter() - started)
-            self.history.append(record)
-            log.info("epoch %(epoch)d loss %(loss).4f val AUC %(val_auc).4f", record)
-            if self.progress:
-                tqdm.write(f"epoch {record['epoch']}: loss {record['loss']:.4f}, "
-                           f"{record['images_per_s']:.0f} img/s, val AUC {record['val_auc']:.4f}")
-            improved = calibration.val_auc > self.best_auc
-            if improved:
-                self.best_auc = calibration.val_auc
-            checkpoint = self.checkpoint(epoch + 1, calibration)
-            checkpoint.save(last)
-            if improved:
-                checkpoint.save(best)
+        self.epochs_done = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, self.config.epochs):
+                self._epoch(epoch, last, best)
+                self.epochs_done = epoch + 1
+        except KeyboardInterrupt:
+            self._keep_on_interrupt(last, best)
+            raise
         return RunResult(best, last, self.history)
+
+    def _keep_on_interrupt(self, last: Path, best: Path) -> None:
+        """Ctrl-C: last.pt of the completed epochs stays; with none completed yet, the weights
+        so far are validated and saved (last.pt, and best.pt when there is none)."""
+        if self.epochs_done > 0 and last.is_file():  # saved after the last completed epoch
+            self.interrupted_checkpoint = best if best.is_file() else last
+            return
+        checkpoint = self.checkpoint(self.epochs_done, self.validate())
+        checkpoint.save(last)
+        if not best.is_file():
+            checkpoint.save(best)
+        self.interrupted_checkpoint = best
+        log.info("interrupted: weights after %d epoch(s) and a partial one saved",
+                 self.epochs_done)
+
+    def _epoch(self, epoch: int, last: Path, best: Path) -> None:
+        record = self.run_epoch(epoch)
+        started = time.perf_counter()
+        calibration = self.validate()
+        record.update(val_auc=calibration.val_auc,
+                      val_tar_at_far=calibration.val_tar_at_threshold,
+                      val_seconds=time.perf_counter() - started)
+        self.history.append(record)
+        log.info("epoch %(epoch)d loss %(loss).4f val AUC %(val_auc).4f", record)
+        if self.progress:
+            tqdm.write(f"epoch {record['epoch']}: loss {record['loss']:.4f}, "
+                       f"{record['images_per_s']:.0f} img/s, val AUC {record['val_auc']:.4f}")
+        improved = calibration.val_auc > self.best_auc
+        if improved:
+            self.best_auc = calibration.val_auc
+        checkpoint = self.checkpoint(epoch + 1, calibration)
+        checkpoint.save(last)
+        if improved:
+            checkpoint.save(best)

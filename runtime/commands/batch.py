@@ -14,6 +14,8 @@ from siamese.runtime.commands.options import (
     key_option,
     model_option,
     providers_option,
+    quality_options,
+    strict_quality_option,
     verbose_option,
 )
 from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_logging
@@ -33,9 +35,10 @@ from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_
 @providers_option
 @cache_option
 @key_option
+@quality_options
 @verbose_option
 def calibrate_main(folder, far, allow_below_model, out, model, providers, cache_dir, key_file,
-                   verbose):
+                   quality, verbose):
     """Measure a decision threshold on your own faces; use it with --site OUT.
 
     Every pair of photos is scored: same person (genuine) and different people (impostor).
@@ -45,10 +48,12 @@ def calibrate_main(folder, far, allow_below_model, out, model, providers, cache_
     """
     from siamese.runtime.calibration import calibrate_folder, save_site
     from siamese.runtime.storage.fileio import check_output_path
+    from siamese.runtime.verifier import VerifyConfig
 
     setup_logging(verbose)
     check_output_path(out)  # before the work, not after it
-    verifier = build_verifier(model, providers, cache_dir, key_file)
+    verifier = build_verifier(model, providers, cache_dir, key_file,
+                              VerifyConfig(quality=quality))
     site = calibrate_folder(verifier, folder, far, allow_below_model)
     save_site(site, out, verifier.key)
     emit({"site": str(out), "threshold": round(site.threshold, 4),
@@ -72,17 +77,25 @@ def calibrate_main(folder, far, allow_below_model, out, model, providers, cache_
               help="Every face of each image [default: its dominant face].")
 @model_option
 @providers_option
+@quality_options
+@strict_quality_option
 @verbose_option
-def embed_main(folder, out, batch_size, all_faces, model, providers, verbose):
-    """Embeddings of every image under FOLDER (recursive), for your own pipelines."""
+def embed_main(folder, out, batch_size, all_faces, model, providers, quality, strict_quality,
+               verbose):
+    """Embeddings of every image under FOLDER (recursive), for your own pipelines.
+
+    Each face carries its quality flags (turned, small, blurry, tilted; a column of the CSV,
+    an array of the .npz); --strict-quality skips such faces instead.
+    """
     from siamese.runtime.batch import embed_folder, write_table
     from siamese.runtime.storage.fileio import check_output_path
+    from siamese.runtime.verifier import VerifyConfig
 
     setup_logging(verbose)
     check_output_path(out)
-    verifier = build_verifier(model, providers, None, None)
+    verifier = build_verifier(model, providers, None, None, VerifyConfig(quality=quality))
     started = time.perf_counter()
-    table = embed_folder(verifier, folder, batch_size, all_faces)
+    table = embed_folder(verifier, folder, batch_size, all_faces, strict_quality)
     seconds = time.perf_counter() - started
     write_table(table, out, verifier.dim, verifier.embedder.fingerprint)
     for path, reason in table.skipped:

@@ -13,16 +13,20 @@ from siamese.runtime.commands.options import (
     emit,
     key_option,
     lookalike_option,
+    min_photos_option,
     model_option,
     model_options,
     open_timeout_option,
     precision_option,
+    quality_options,
     site_option,
+    strict_quality_option,
     threshold_option,
     timeout_option,
     verbose_option,
 )
 from siamese.runtime.commands.support import (
+    EXIT_NOT_VERIFIED,
     EXIT_OK,
     EXIT_USAGE,
     SiameseCommand,
@@ -35,12 +39,13 @@ gallery_argument = click.argument("gallery", type=click.Path(path_type=Path))
 
 
 def _open(gallery, model, providers, cache_dir, key_file, create=False, site=None,
-          threshold=None, read_only=False):
+          threshold=None, quality=None, read_only=False):
     from siamese.runtime.storage.gallery import Gallery
     from siamese.runtime.verifier import VerifyConfig
+    from siamese.runtime.vision.quality import QualityConfig
 
-    verifier = build_verifier(model, providers, cache_dir, key_file,
-                              VerifyConfig(threshold=threshold), site)
+    config = VerifyConfig(threshold=threshold, quality=quality or QualityConfig())
+    verifier = build_verifier(model, providers, cache_dir, key_file, config, site)
     return verifier, Gallery.open(gallery, verifier, create=create, read_only=read_only)
 
 
@@ -67,58 +72,111 @@ def gallery_main() -> None:
 @lookalike_option
 @model_options
 @site_option
+@quality_options
+@min_photos_option
 @precision_option
 @verbose_option
 def add(gallery, name, images, replace, lookalike_margin, model, providers, cache_dir, key_file,
-        site, precision, verbose):
-    """Enrol NAME from IMAGES (files or folders of one person) into GALLERY."""
+        site, quality, min_photos, precision, verbose):
+    """Enrol NAME from IMAGES (files or folders of one person) into GALLERY.
+
+    Bad photos are skipped (one JSON line each) while --min-photos remain.
+    """
+    from siamese.runtime.enrolment import enroll_skipping
+
     setup_logging(verbose)
-    verifier, store = _open(gallery, model, providers, cache_dir, key_file, True, site)
+    verifier, store = _open(gallery, model, providers, cache_dir, key_file, True, site,
+                            quality=quality)
     with store:
-        template = verifier.enroll(name, images)
-        store.add(template, replace=replace)
-        emit({"name": name, "status": "enrolled", "images": len(template.embeddings)})
+        result = enroll_skipping(verifier, name, images, min_photos)
+        _emit_skipped(name, result.skipped)
+        store.add(result.template, replace=replace)
+        emit({"name": name, "status": "enrolled", "images": len(result.template.embeddings),
+              "skipped_images": len(result.skipped)})
         _warn_lookalikes(store.index(), {name}, verifier.threshold, lookalike_margin, precision)
+
+
+def _emit_skipped(name: str, skipped: list[tuple[str, str]]) -> None:
+    for path, reason in skipped:
+        emit({"name": name, "status": "skipped_image", "image": path, "reason": reason})
 
 
 @gallery_main.command(name="import")
 @gallery_argument
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--replace", is_flag=True, help="Replace people already enrolled.")
+@click.option("--replace", is_flag=True, help="Replace people already enrolled with other "
+                                              "photos.")
 @lookalike_option
 @model_options
 @site_option
+@quality_options
+@min_photos_option
 @precision_option
 @verbose_option
 def import_folder(gallery, folder, replace, lookalike_margin, model, providers, cache_dir,
-                  key_file, site, precision, verbose):
+                  key_file, site, quality, min_photos, precision, verbose):
     """Enrol every FOLDER/<person>/<images> into GALLERY (one JSON line per person).
 
-    People whose photos cannot be enrolled are reported and skipped; the exit status is then 2.
+    A bad photo is skipped (its own JSON line, with the reason) and the person enrolled while
+    --min-photos good photos remain. A person already enrolled from the same photos is
+    "unchanged": importing the same folder again (or rerunning a killed import) is safe.
+    Exit 0: done, every person enrolled or unchanged, no photo skipped; 1: done with skips
+    (photos or people skipped, each reported); 2: failed (bad input, or nobody enrolled);
+    3: internal error.
     """
+    from siamese.runtime.enrolment import enroll_skipping, same_photos
+
     setup_logging(verbose)
     if not folder.is_dir():
         raise ConfigError(f"no such folder: {folder}")
-    verifier, store = _open(gallery, model, providers, cache_dir, key_file, True, site)
-    enrolled, skipped = set(), 0
+    verifier, store = _open(gallery, model, providers, cache_dir, key_file, True, site,
+                            quality=quality)
+    done, changed, skipped_people, skipped_images = 0, set(), 0, 0
     with store:
+        existing = {template.name: template for template in store.templates()}
         for person in sorted(p for p in folder.iterdir() if p.is_dir()):
             try:
-                store.add(verifier.enroll(person.name, [person]), replace=replace)
+                result = enroll_skipping(verifier, person.name, [person], min_photos)
             except IntegrityError:
                 raise
             except SiameseError as exc:
-                skipped += 1
+                skipped_people += 1
                 emit({"name": person.name, "status": "skipped", "reason": str(exc)})
                 continue
-            enrolled.add(person.name)
-            emit({"name": person.name, "status": "enrolled"})
-        _warn_lookalikes(store.index(), enrolled, verifier.threshold, lookalike_margin,
-                         precision)
-    if skipped:
-        click.echo(f"error: {skipped} of {skipped + len(enrolled)} people skipped (reasons "
-                   f"above)", err=True)
+            before = existing.get(person.name)
+            if before is not None and same_photos(before, result.template):
+                done += 1  # nothing to do: its skipped photos were reported when it was added
+                emit({"name": person.name, "status": "unchanged",
+                      "skipped_images": len(result.skipped)})
+                continue
+            _emit_skipped(person.name, result.skipped)
+            skipped_images += len(result.skipped)
+            try:
+                store.add(result.template, replace=replace)
+            except IntegrityError:
+                raise
+            except SiameseError as exc:
+                skipped_people += 1
+                emit({"name": person.name, "status": "skipped", "reason": str(exc)})
+                continue
+            done += 1
+            changed.add(person.name)
+            emit({"name": person.name, "status": "enrolled",
+                  "images": len(result.template.embeddings),
+                  "skipped_images": len(result.skipped)})
+        if changed:
+            _warn_lookalikes(store.index(), changed, verifier.threshold, lookalike_margin,
+                             precision)
+    total = done + skipped_people
+    if not done:
+        click.echo(f"error: nobody enrolled: {skipped_people} of {total} people skipped "
+                   f"(reasons above)", err=True)
         sys.exit(EXIT_USAGE)
+    if skipped_people or skipped_images:
+        click.echo(f"done with skips: {done} of {total} people enrolled or unchanged, "
+                   f"{skipped_people} people and {skipped_images} photos skipped (reasons "
+                   f"above)", err=True)
+        sys.exit(EXIT_NOT_VERIFIED)
 
 
 @gallery_main.command(name="list")
@@ -163,15 +221,19 @@ def remove(gallery, name, model, key_file, verbose):
 @model_options
 @threshold_option
 @site_option
+@quality_options
+@strict_quality_option
 @precision_option
 @verbose_option
 def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout, model,
-                  providers, cache_dir, key_file, threshold, site, precision, verbose):
+                  providers, cache_dir, key_file, threshold, site, quality, strict_quality,
+                  precision, verbose):
     """Who is in INPUTS (images or folders, searched recursively) or in --camera?
 
     Every face is searched in the gallery; one row per face: its box, the best match or
-    "unknown" (below the FAR-calibrated threshold, or failing the quality gate), and the top-k
-    candidates. Exit 0 when at least one face was named, 1 when none was.
+    "unknown" (below the FAR-calibrated threshold), the top-k candidates and the face's
+    quality flags (turned, small, blurry, tilted: named all the same; --strict-quality makes
+    them "unknown"). Exit 0 when at least one face was named, 1 when none was.
     """
     from siamese.runtime.identify import UNKNOWN, identify_faces
     from siamese.runtime.storage.datasets_io import images_under
@@ -181,7 +243,7 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
     if bool(inputs) == bool(source):
         raise ConfigError("give images or folders, or --camera SOURCE (not both)")
     verifier, store = _open(gallery, model, providers, cache_dir, key_file, site=site,
-                            threshold=threshold, read_only=True)
+                            threshold=threshold, quality=quality, read_only=True)
     with store:
         index = store.index()
     if not len(index):
@@ -191,7 +253,7 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
 
     def report(name: str, frame: int, image) -> None:
         nonlocal named
-        for identity in identify_faces(verifier, image, index, top_k):
+        for identity in identify_faces(verifier, image, index, top_k, strict=strict_quality):
             named |= identity.identity != UNKNOWN
             writer.row(name, frame, identity)
 
@@ -224,7 +286,7 @@ class _Rows:
         self.csv = csv.writer(sys.stdout) if as_csv else None
         if self.csv:
             self.csv.writerow(["source", "frame", "face", "x", "y", "w", "h", "identity", "score",
-                               "candidates"])
+                               "candidates", "quality_flags"])
 
     def row(self, source: str, frame: int, identity) -> None:
         data = identity.to_dict(self.precision)
@@ -233,5 +295,5 @@ class _Rows:
             return
         candidates = ";".join(f"{c['name']}:{c['score']}" for c in data["candidates"])
         self.csv.writerow([source, frame, data["face"], *data["box"], data["identity"],
-                           data["score"], candidates])
+                           data["score"], candidates, ";".join(data["quality_flags"])])
         sys.stdout.flush()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
 
 import click
 from siamese.runtime.commands.support import FiniteFloat
+from siamese.runtime.vision.quality import QualityConfig
 
 model_option = click.option("--model", type=click.Path(path_type=Path),
                             help="ONNX embedding model [default: the packaged model].")
@@ -40,6 +42,44 @@ timeout_option = click.option(
 open_timeout_option = click.option(
     "--open-timeout", type=FiniteFloat(0, 3600), default=10.0, show_default=True,
     help="Seconds to keep trying to open a camera or stream before giving up.")
+
+
+_QUALITY = QualityConfig()
+QUALITY_OPTIONS = (
+    click.option("--min-face", type=FiniteFloat(1, 10_000), default=_QUALITY.min_face_px,
+                 show_default=True, help="Quality gate: smallest face, shorter side of the "
+                                         "detector's box in pixels (AT&T's 92x112 photos: 40)."),
+    click.option("--min-sharpness", type=FiniteFloat(0, 1e6), default=_QUALITY.min_sharpness,
+                 show_default=True, help="Quality gate: least sharpness (variance of the "
+                                         "Laplacian of the aligned crop)."),
+    click.option("--max-yaw", type=FiniteFloat(0, 10), default=_QUALITY.max_yaw,
+                 show_default=True, help="Quality gate: most head turn (nose offset from the "
+                                         "eye midpoint, in eye distances)."),
+    click.option("--max-roll", type=FiniteFloat(0, 180), default=_QUALITY.max_roll_deg,
+                 show_default=True, help="Quality gate: most head tilt in degrees."),
+)
+strict_quality_option = click.option(
+    "--strict-quality", is_flag=True,
+    help="Refuse faces that fail the quality gate [default: answer, with their quality flags].")
+min_photos_option = click.option(
+    "--min-photos", type=click.IntRange(1, 10_000), default=1, show_default=True,
+    help="Photos that must pass for a person to be enrolled; bad photos are skipped, each "
+         "named with its reason.")
+
+
+def quality_options(command):
+    """--min-face, --min-sharpness, --max-yaw and --max-roll, passed on as one `quality`
+    (a QualityConfig): the same gate and defaults on every command that detects faces."""
+
+    @functools.wraps(command)
+    def wrapper(*args, min_face, min_sharpness, max_yaw, max_roll, **kwargs):
+        quality = QualityConfig(min_face_px=min_face, min_sharpness=min_sharpness,
+                                max_yaw=max_yaw, max_roll_deg=max_roll)
+        return command(*args, quality=quality, **kwargs)
+
+    for option in reversed(QUALITY_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 def model_options(command):

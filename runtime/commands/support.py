@@ -25,6 +25,12 @@ EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript
           "tqdm": "train", "dlib": "teacher", "face_recognition_models": "teacher"}
 
 
+def install_hint(extra: str) -> str:
+    """How to install an extra: siamese-edge is installed from its source tree (not on PyPI)."""
+    return (f'pip install "<checkout>[{extra}]" (from the siamese-edge source tree: '
+            f'pip install ".[{extra}]"; the package is not on PyPI)')
+
+
 def _verbose(args: list[str]) -> bool:
     return "-v" in args or "--verbose" in args or os.environ.get("SIAMESE_DEBUG") == "1"
 
@@ -67,7 +73,7 @@ class SiameseCommandMixin:
             if root not in EXTRAS:
                 _internal(exc, args)
             missing = MissingExtraError(f"this command needs {root}, which is not installed: "
-                                        f"pip install 'siamese-edge[{EXTRAS[root]}]'")
+                                        f"{install_hint(EXTRAS[root])}")
             _fail(f"error: {missing}", EXIT_USAGE)
         except MemoryError:
             _fail("error: out of memory", EXIT_INTERNAL)

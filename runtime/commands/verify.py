@@ -14,10 +14,13 @@ import click
 from siamese.runtime.commands.options import (
     build_verifier,
     emit,
+    min_photos_option,
     model_options,
     open_timeout_option,
     precision_option,
+    quality_options,
     site_option,
+    strict_quality_option,
     threshold_option,
     timeout_option,
     verbose_option,
@@ -25,12 +28,10 @@ from siamese.runtime.commands.options import (
 from siamese.runtime.commands.support import (
     EXIT_NOT_VERIFIED,
     EXIT_OK,
-    FiniteFloat,
     SiameseCommand,
     setup_logging,
 )
 from siamese.runtime.errors import ConfigError
-from siamese.runtime.vision.quality import QualityConfig
 
 
 @click.command(cls=SiameseCommand)
@@ -39,18 +40,46 @@ from siamese.runtime.vision.quality import QualityConfig
 @click.option("--store", type=click.Path(path_type=Path),
               help="Template file to write [default: NAME.json in the current folder].")
 @model_options
+@quality_options
+@min_photos_option
 @verbose_option
-def enroll_main(name, images, store, model, providers, cache_dir, key_file, verbose):
-    """Enroll NAME from IMAGES (files or folders of one person; one face per image)."""
+def enroll_main(name, images, store, model, providers, cache_dir, key_file, quality, min_photos,
+                verbose):
+    """Enroll NAME from IMAGES (files or folders of one person; one face per image).
+
+    A photo without a usable face is skipped (named on stderr, with its reason) while at
+    least --min-photos remain. Exit 0: enrolled; 2: not enough usable photos or bad input.
+    """
+    from siamese.runtime.enrolment import enroll_skipping
     from siamese.runtime.storage.references import check_name, save_template
+    from siamese.runtime.verifier import VerifyConfig
 
     setup_logging(verbose)
     check_name(name)
-    verifier = build_verifier(model, providers, cache_dir, key_file)
-    template = verifier.enroll(name, images)
+    verifier = build_verifier(model, providers, cache_dir, key_file, VerifyConfig(quality=quality))
+    result = enroll_skipping(verifier, name, images, min_photos)
+    _note_skipped(result.skipped)
     store = store or Path(f"{name}.json")
-    save_template(template, store, verifier.key)
-    click.echo(f"enrolled {name!r} from {len(template.embeddings)} image(s) -> {store}")
+    save_template(result.template, store, verifier.key)
+    click.echo(f"enrolled {name!r} from {len(result.template.embeddings)} image(s) -> {store}"
+               + (f" ({len(result.skipped)} skipped)" if result.skipped else ""))
+
+
+def _note_skipped(skipped: list[tuple[str, str]]) -> None:
+    for path, reason in skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+
+
+def _reference(verifier, ref: Path, min_photos: int):
+    """--ref: a template, an image, or a folder whose bad photos are skipped (named)."""
+    from siamese.runtime.enrolment import enroll_skipping, reference_name
+    from siamese.runtime.storage.references import is_template
+
+    if not ref.is_dir() or is_template(ref):
+        return verifier.load_reference(ref)
+    result = enroll_skipping(verifier, reference_name(ref), [ref], min_photos)
+    _note_skipped(result.skipped)
+    return result.template
 
 
 @click.command(cls=SiameseCommand)
@@ -66,13 +95,14 @@ def enroll_main(name, images, store, model, providers, cache_dir, key_file, verb
 @click.option("--window", type=click.IntRange(1, 1000), default=5, show_default=True, help="N.")
 @timeout_option
 @open_timeout_option
-@click.option("--min-face", type=FiniteFloat(1, 10_000), default=QualityConfig.min_face_px,
-              show_default=True, help="Minimum face size in pixels.")
+@quality_options
+@min_photos_option
 @precision_option
 @click.option("--show", is_flag=True, help="Draw a window with box, score and decision.")
 @verbose_option
 def verify_main(ref, source, image, model, providers, cache_dir, key_file, threshold, site,
-                votes, window, timeout, open_timeout, min_face, precision, show, verbose):
+                votes, window, timeout, open_timeout, quality, min_photos, precision, show,
+                verbose):
     """Is the person in front of the camera (or in the image) the reference person?
 
     One JSON line per frame on stdout, then a final line. A video file stops at the first
@@ -88,16 +118,17 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
     if (source is None) == (image is None):
         raise ConfigError("give exactly one of --camera SOURCE or --image FILE")
     config = VerifyConfig(threshold=threshold, votes_needed=votes, window=window,
-                          quality=QualityConfig(min_face_px=min_face))
+                          quality=quality)
     verifier = build_verifier(model, providers, cache_dir, key_file, config, site)
-    template = verifier.load_reference(ref)
+    template = _reference(verifier, ref, min_photos)
     if image is not None:
         decision = verifier.verify(read_image(image), template)
         decision.verified = decision.match
         emit(decision.to_dict(precision))
         small = decision.quality is not None and "small" in decision.quality.flags
         _final("verified" if decision.match else "not_verified", verifier.threshold, precision,
-               small_face_hint(decision.quality.face_px, min_face) if small else None)
+               small_face_hint(decision.quality.face_px, quality.min_face_px) if small
+               else None)
         sys.exit(EXIT_OK if decision.match else EXIT_NOT_VERIFIED)
 
     display = None
@@ -137,20 +168,23 @@ def _final(outcome: str, threshold: float, precision: int, hint: str | None = No
 @model_options
 @threshold_option
 @site_option
+@quality_options
+@strict_quality_option
 @precision_option
 @verbose_option
 def compare_main(first, second, model, providers, cache_dir, key_file, threshold, site,
-                 precision, verbose):
+                 quality, strict_quality, precision, verbose):
     """Do the photos FIRST and SECOND show the same person (one face each)?
 
-    Prints one JSON line (score, same_person, threshold). Exit 0: same person; 1: not;
-    2: bad input or usage; 3: internal error.
+    Prints one JSON line (score, same_person, threshold, quality_flags of each face: turned,
+    small or blurred faces are compared and flagged; --strict-quality refuses them). Exit 0:
+    same person; 1: not; 2: bad input or usage; 3: internal error.
     """
     from siamese.runtime.verifier import VerifyConfig
 
     setup_logging(verbose)
     verifier = build_verifier(model, providers, cache_dir, key_file,
-                              VerifyConfig(threshold=threshold), site)
-    result = verifier.compare(first, second)
+                              VerifyConfig(threshold=threshold, quality=quality), site)
+    result = verifier.compare(first, second, strict=strict_quality)
     emit(result.to_dict(precision))
     sys.exit(EXIT_OK if result.same_person else EXIT_NOT_VERIFIED)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -279,9 +280,33 @@ class LiveSource(ThreadedSource):
         super().close()
 
 
+VIDEO_DEVICES = Path("/dev")
+
+
+def video_devices(root: Path = VIDEO_DEVICES) -> list[str]:
+    """The video device nodes of this machine (/dev/video*), sorted by index."""
+    found = [p for p in root.glob("video*") if p.name[5:].isdigit()]
+    return [str(p) for p in sorted(found, key=lambda p: int(p.name[5:]))]
+
+
+def check_camera_device(index: int, root: Path = VIDEO_DEVICES) -> None:
+    """SourceError at once when camera `index` has no device node (Linux only: elsewhere
+    OpenCV's own probing decides), naming the devices that do exist."""
+    if not sys.platform.startswith("linux") or not root.is_dir():
+        return
+    if (root / f"video{index}").exists():
+        return
+    devices = video_devices(root)
+    raise SourceError(f"cannot open camera or stream '{index}': no video device "
+                      f"{root / f'video{index}'}; "
+                      + (f"this machine has {', '.join(devices)}" if devices
+                         else "this machine has no camera (no /dev/video* device)"))
+
+
 def open_source(spec: str, open_timeout: float = 10.0) -> VideoFile | LiveSource:
     """A device index ('0'), a stream URL, or a video file path."""
     if spec.isdigit():
+        check_camera_device(int(spec))
         return LiveSource(int(spec), open_timeout)
     if spec.lower().startswith(STREAM_PREFIXES):
         return LiveSource(spec, open_timeout)
