@@ -9,8 +9,23 @@ from pathlib import Path
 import click
 from siamese.runtime.commands.support import FiniteFloat
 
-model_option = click.option("--model", type=click.Path(path_type=Path),
-                            help="ONNX embedding model [default: the packaged model].")
+
+def _model(ctx, param, value):
+    """A packaged model's name (siamese-models lists them) becomes its file; a path stays."""
+    if value is None:
+        return None
+    from siamese.runtime.errors import ModelError
+    from siamese.runtime.model_zoo import resolve
+
+    try:
+        return resolve(value)
+    except ModelError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+model_option = click.option("--model", callback=_model, metavar="NAME|PATH",
+                            help="Packaged model name (edge, sface; see siamese-models) or an "
+                                 "ONNX file [default: the packaged edge model].")
 providers_option = click.option("--providers", help="onnxruntime providers, comma-separated "
                                 "(e.g. CUDAExecutionProvider,CPUExecutionProvider).")
 cache_option = click.option("--cache-dir", type=click.Path(path_type=Path),

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from siamese.runtime.errors import ConfigError, MissingExtraError, ReferenceError, StorageError
 from siamese.runtime.storage.fileio import make_private_dirs
-from siamese.runtime.storage.references import Template
+from siamese.runtime.storage.references import Template, other_model
 
 if TYPE_CHECKING:
     from siamese.runtime.verifier import Verifier
@@ -167,9 +167,8 @@ class Gallery:
         if meta.get("format") != GALLERY_FORMAT:
             raise ReferenceError(f"{self.path} is not a siamese-edge gallery")
         if meta.get("model_fingerprint") != fingerprint:
-            raise ReferenceError(f"gallery {self.path} was made with another model "
-                                 f"({str(meta.get('model_fingerprint'))[:12]}, this one is "
-                                 f"{fingerprint[:12]}): enroll again with this model")
+            raise other_model(f"gallery {self.path}", str(meta.get("model_fingerprint")),
+                              fingerprint)
 
     @contextlib.contextmanager
     def _write(self):
