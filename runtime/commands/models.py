@@ -39,7 +39,6 @@ def format_models(rows: list[dict]) -> str:
               f"{'TAR@1e-3':>8} {'threshold (FAR)':>17} {'acc. thr.':>9}  default for")
     lines = [header, "-" * len(header)]
     for r in rows:
-        speed = (f"{r['ms_per_face']:.2f}" if r["ms_per_face"] is not None else "-")
         threshold = f"{r['threshold']:.4f} ({r['threshold_far']:g})"
         view1 = r["lfw_view1"] and 100 * r["lfw_view1"]
         tar = r["tar_at_far_1e-3"] and 100 * r["tar_at_far_1e-3"]
