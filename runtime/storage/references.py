@@ -151,8 +151,8 @@ def set_model_namer(namer: Callable[[str], str]) -> None:
 
 def other_model(what: str, made_with: str, this_one: str) -> ReferenceError:
     """The one-line refusal of something made with another model, naming both models."""
-    return ReferenceError(f"{what} was made with model {_model_namer(made_with)}, not with "
-                          f"{_model_namer(this_one)}: enroll again with this model")
+    return ReferenceError(f"{what} was made with another model ({_model_namer(made_with)}, "
+                          f"this one is {_model_namer(this_one)}): enroll again with this model")
 
 
 def is_template(path: Path) -> bool:
