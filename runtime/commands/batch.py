@@ -70,7 +70,7 @@ def embed_main(folder, out, batch_size, all_faces, model, providers, verbose):
     from siamese.runtime.batch import embed_folder, write_table
 
     setup_logging(verbose)
-    verifier = build_verifier(model, providers, None, None)
+    verifier = build_verifier(model, providers, None, None, use="photos")
     started = time.perf_counter()
     table = embed_folder(verifier, folder, batch_size, all_faces)
     seconds = time.perf_counter() - started

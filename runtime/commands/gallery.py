@@ -40,7 +40,7 @@ def _open(gallery, model, providers, cache_dir, key_file, create=False, site=Non
     from siamese.runtime.verifier import VerifyConfig
 
     verifier = build_verifier(model, providers, cache_dir, key_file,
-                              VerifyConfig(threshold=threshold), site)
+                              VerifyConfig(threshold=threshold), site, use="photos")
     return verifier, Gallery.open(gallery, verifier, create=create)
 
 

@@ -68,14 +68,17 @@ def _providers(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
-def build_verifier(model, providers, cache_dir, key_file, config=None, site=None):
-    """A Verifier; a site calibration's threshold applies unless the config sets one."""
+def build_verifier(model, providers, cache_dir, key_file, config=None, site=None, use="door"):
+    """A Verifier (without --model, the packaged default for `use`: "door" or "photos"); a site
+    calibration's threshold applies unless the config sets one."""
     from siamese.runtime.calibration import load_site
+    from siamese.runtime.model_zoo import resolve
     from siamese.runtime.storage.integrity import load_or_create_key
     from siamese.runtime.verifier import Verifier
 
     key = load_or_create_key(key_file)
-    verifier = Verifier.from_model(model, _providers(providers), config, cache_dir, key=key)
+    verifier = Verifier.from_model(resolve(model, use), _providers(providers), config, cache_dir,
+                                   key=key)
     if site is not None and verifier.config.threshold is None:
         calibration = load_site(site, verifier.embedder.fingerprint, key)
         verifier.use_threshold(calibration.threshold)

@@ -150,7 +150,7 @@ def compare_main(first, second, model, providers, cache_dir, key_file, threshold
 
     setup_logging(verbose)
     verifier = build_verifier(model, providers, cache_dir, key_file,
-                              VerifyConfig(threshold=threshold), site)
+                              VerifyConfig(threshold=threshold), site, use="photos")
     result = verifier.compare(first, second)
     emit(result.to_dict(precision))
     sys.exit(EXIT_OK if result.same_person else EXIT_NOT_VERIFIED)
