@@ -84,3 +84,22 @@ def test_siamese_models_lists_measured_figures_from_metadata():
     assert rows["sface"]["lfw_view1"] > rows["edge"]["lfw_view1"]
     table = format_models(list(rows.values()))
     assert "sface" in table and "edge" in table
+
+
+@pytest.mark.lfw
+@pytest.mark.slow
+def test_photo_default_decides_lfw_view1_devtest_pairs(lfw_root, tmp_path):
+    """siamese-compare's default, at its shipped threshold, on the 1,000 DevTest pairs; a pair
+    refused (no usable face, quality gate) counts as wrong (tools/eval_compare.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from eval_compare import compare_pairs
+    from siamese.runtime.verifier import Verifier
+    from siamese.train.lfw import LFW
+
+    lfw = LFW(lfw_root)
+    verifier = Verifier.from_model(model_zoo.resolve(None, use="photos"), cache_dir=tmp_path,
+                                   key=load_or_create_key(tmp_path / "key"))
+    scores, _ = compare_pairs(verifier, lfw.image_root, lfw.view1_test_pairs)
+    same = np.array([p.same for p in lfw.view1_test_pairs])
+    right = ((scores >= verifier.threshold) == same) & ~np.isnan(scores)
+    assert right.mean() >= 0.975
