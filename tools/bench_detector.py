@@ -37,13 +37,13 @@ def main() -> None:
               type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--threads", default=2, show_default=True)
-@click.option("--limit", default=0, help="Only the first N images (0: all).")
-def run(roots: tuple[Path, ...], out: Path, threads: int, limit: int) -> None:
+@click.option("--every", default=1, show_default=True, help="Only every N-th image (by path).")
+def run(roots: tuple[Path, ...], out: Path, threads: int, every: int) -> None:
     """Detect every image; save per-image results."""
     cv2.setNumThreads(threads)
     paths = sorted(p for root in roots for p in root.rglob("*")
                    if p.suffix.lower() in (".jpg", ".png", ".pgm", ".jpeg"))
-    paths = paths[:limit] if limit else paths
+    paths = paths[::every]
     detector = FaceDetector(config=DetectorConfig(max_side=DETECT_SIDE))
     ms, counts = np.zeros(len(paths)), np.zeros(len(paths), int)
     boxes, marks = np.full((len(paths), 4), np.nan), np.full((len(paths), 10), np.nan)
