@@ -29,6 +29,7 @@ class BenchRow:
     ms_per_face: float  # batch 1
     faces_per_s: float  # batch 32
     lfw_accuracy: float | None
+    tar_at_far: float | None = None  # TAR at FAR 1e-3 over every pair of DevTest images
 
 
 def time_runs(run, repeats: int, warmup: int = 5) -> float:
@@ -52,16 +53,20 @@ def bench_model(path: Path, providers: list[str] | None, threads: int, repeats: 
     batch = rng.standard_normal((32, *shape)).astype(np.float32)
     single = time_runs(lambda: embedder.run(one), repeats)
     batched = time_runs(lambda: embedder.run(batch), max(5, repeats // 4))
-    accuracy = lfw_eval(embedder) if lfw_eval else None
+    accuracy, tar = lfw_eval(embedder) if lfw_eval else (None, None)
     return BenchRow(path.name, embedder.info.arch, embedder.info.variant,
                     path.stat().st_size / 1e6,
                     embedder.providers[0].replace("ExecutionProvider", ""), 1e3 * single,
-                    32 / batched, accuracy)
+                    32 / batched, accuracy, tar)
+
+
+TAR_FAR = 1e-3
 
 
 def lfw_view1(lfw_root: Path, cache_dir: Path | None):
-    """A function giving an embedder's View 1 accuracy at its metadata's accuracy threshold."""
-    from siamese.train import face_cache
+    """A function giving an embedder's (View 1 accuracy at its metadata's accuracy threshold,
+    TAR at FAR 1e-3 over every pair among the DevTest images)."""
+    from siamese.train import face_cache, metrics
     from siamese.train.evaluate import pair_accuracy
     from siamese.train.lfw import LFW
 
@@ -69,12 +74,18 @@ def lfw_view1(lfw_root: Path, cache_dir: Path | None):
     faces, _ = face_cache.prepare("lfw", lfw.image_root, lfw.images, cache_dir, progress=False)
     pairs = lfw.view1_test_pairs
     crops = {p: faces.crop(p) for pair in pairs for p in (pair.left, pair.right)}
+    test = faces.select(set(lfw.view1_test_people))
+    test_crops = np.stack([faces.crop(r.path) for r in test])
+    labels = np.unique([r.identity for r in test], return_inverse=True)[1]
 
-    def evaluate(embedder: Embedder) -> float:
+    def evaluate(embedder: Embedder) -> tuple[float, float]:
         threshold = embedder.info.accuracy_threshold
         if threshold is None:
             raise ModelError(f"{embedder.path} has no accuracy threshold in its metadata")
-        return pair_accuracy(embedder.embed, crops, pairs, embedder.info.metric, threshold)
+        view1 = pair_accuracy(embedder.embed, crops, pairs, embedder.info.metric, threshold)
+        genuine, impostor = metrics.all_pair_scores(embedder.embed(test_crops), labels,
+                                                    embedder.info.metric)
+        return view1, metrics.tar_at_far(genuine, impostor, TAR_FAR)
 
     return evaluate
 
@@ -83,14 +94,16 @@ def format_rows(rows: list[BenchRow], threads: int, baseline: int = 0) -> str:
     """The table; each row's ms per face is divided by row `baseline`'s (same run)."""
     base = rows[baseline]
     header = (f"{'file':<28} {'arch':<16} {'variant':<8} {'size MB':>8} {'provider':>9} "
-              f"{'ms/face b1':>11} {'vs base':>9} {'faces/s b32':>12} {'LFW View 1':>10}")
+              f"{'ms/face b1':>11} {'vs base':>9} {'faces/s b32':>12} {'LFW View 1':>10} "
+              f"{'TAR@1e-3':>9}")
     lines = [header, "-" * len(header)]
     for r in rows:
         acc = f"{100 * r.lfw_accuracy:.2f}%" if r.lfw_accuracy is not None else "-"
         ratio = f"{r.ms_per_face / base.ms_per_face:.2f}x"
+        tar = f"{100 * r.tar_at_far:.2f}%" if r.tar_at_far is not None else "-"
         lines.append(f"{r.name:<28} {r.arch[:16]:<16} {r.variant:<8} {r.size_mb:>8.2f} "
                      f"{r.provider:>9} {r.ms_per_face:>11.2f} {ratio:>9} {r.faces_per_s:>12.0f} "
-                     f"{acc:>10}")
+                     f"{acc:>10} {tar:>9}")
     lines.append(f"vs base: this row's ms per face over the baseline's, {base.name} "
                  f"(--baseline; measured in this run).")
     lines.append(f"onnxruntime threads: {threads or f'auto ({os.cpu_count()} cores)'}; "
@@ -110,14 +123,18 @@ def format_rows(rows: list[BenchRow], threads: int, baseline: int = 0) -> str:
 @click.option("--repeats", default=100, show_default=True)
 @click.option("--baseline", help="The row ratios are taken against: a file name or path among "
               "MODELS [default: the first model given; in a folder, its FP32 model.onnx].")
-def main(models, lfw_root, cache_dir, providers, threads, repeats, baseline):
-    """Benchmark MODELS (files, or export folders: every .onnx inside) [default: the packaged
-    models]."""
+@click.option("--record", is_flag=True, help="Write each file's figures (ms per face at these "
+              "threads, faces/s, LFW View 1, TAR at FAR 1e-3) into its ONNX metadata, where "
+              "siamese-models reads them (the file, and so its fingerprint, changes).")
+def main(models, lfw_root, cache_dir, providers, threads, repeats, baseline, record):
+    """Benchmark MODELS (packaged model names, files, or export folders: every .onnx inside)
+    [default: the packaged models]."""
+    from siamese.runtime import model_zoo
     from siamese.runtime.verifier import DEFAULT_MODEL
 
     paths = []
     for item in models or (DEFAULT_MODEL.parent,):
-        item = Path(item)
+        item = model_zoo.resolve(item)
         if item.is_dir():
             found = sorted(p for p in item.glob("*.onnx") if not p.name.startswith("face_det"))
             paths += found
@@ -131,8 +148,12 @@ def main(models, lfw_root, cache_dir, providers, threads, repeats, baseline):
     chosen = [p.strip() for p in providers.split(",")] if providers else None
     first_folder = Path((models or (DEFAULT_MODEL.parent,))[0]).is_dir()
     base = baseline_index(paths, baseline, first_folder)
+    if record and (not lfw_root or threads < 1):
+        raise click.UsageError("--record needs --lfw-root and --threads N")
     rows = [bench_model(path, chosen, threads, repeats, evaluate) for path in paths]
     click.echo(format_rows(rows, threads, base))
+    for path, row in zip(paths, rows, strict=True) if record else ():
+        record_figures(path, row, threads)
 
 
 def baseline_index(paths: list[Path], baseline: str | None, first_folder: bool = False) -> int:
@@ -148,3 +169,22 @@ def baseline_index(paths: list[Path], baseline: str | None, first_folder: bool =
             return index
     raise ModelError(f"--baseline {baseline} is not among the models benchmarked: "
                      + ", ".join(p.name for p in paths))
+
+
+def record_figures(path: Path, row: BenchRow, threads: int) -> None:
+    """Merge `row`'s measured figures into the file's `measured` metadata."""
+    import datetime
+    from dataclasses import replace
+
+    import onnx
+    from siamese.export.onnx_export import save_atomic, write_metadata
+
+    model = onnx.load(str(path))
+    info = Embedder(path).info
+    figures = {"ms_per_face": row.ms_per_face, "threads": threads,
+               "faces_per_s_batch32": row.faces_per_s, "provider": row.provider,
+               "lfw_view1": row.lfw_accuracy, f"tar_at_far_{TAR_FAR:g}": row.tar_at_far,
+               "measured_on": datetime.date.today().isoformat(),
+               "cpu_cores": os.cpu_count() or 0}
+    write_metadata(model, replace(info, measured={**(info.measured or {}), **figures}))
+    save_atomic(model, path)

@@ -11,6 +11,7 @@ runtime, siamese-eval and siamese-bench then use it like our own exports.
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -19,13 +20,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
+from siamese.export.faces import FaceSets
 from siamese.export.onnx_export import save_atomic, write_metadata
+from siamese.export.parity import Gate, Parity, compare
+from siamese.export.variants import export_int8
 from siamese.runtime.embedder import Embedder, file_fingerprint
 from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.vision.preprocess import Preprocess
 from siamese.train import metrics
 from siamese.train.calibration import Calibration, calibrate
+from siamese.train.evaluate import pair_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -140,3 +145,51 @@ def import_onnx(config: ImportConfig, held_out_crops: np.ndarray,
     write_metadata(model, info)
     save_atomic(model, path)
     return path, calibration
+
+
+IMPORT_INT8_GATE = Gate(mean_cosine=0.99, decision_agreement=0.995, max_accuracy_drop=0.002)
+
+
+def _view1(embedder: Embedder, sets: FaceSets) -> float:
+    return pair_accuracy(embedder.embed, sets.lfw_crops, sets.lfw_pairs, embedder.info.metric,
+                         embedder.info.accuracy_threshold)
+
+
+def quantise_import(fp32_path: Path, out: Path, sets: FaceSets, held_out_crops: np.ndarray,
+                    held_out_labels: np.ndarray, gate: Gate = IMPORT_INT8_GATE) -> Parity:
+    """Static per-channel QDQ INT8 of an imported FP32 model, calibrated on `sets.calibration`
+    (training-side faces), its thresholds recalibrated on the held-out people, gated against the
+    FP32 file on `sets.parity` faces (every pair, at the FP32 FAR threshold) and on LFW View 1.
+
+    The file is written only when the gate passes; the parity figures go into its metadata.
+    """
+    reference = Embedder(fp32_path)
+    info = reference.info
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate_path = Path(tmp) / "int8.onnx"
+        export_int8(fp32_path, info, candidate_path, info.preprocess(sets.calibration),
+                    input_name=reference.input_name)
+        candidate = Embedder(candidate_path)
+        embeddings = candidate.embed(held_out_crops)
+        genuine, impostor = metrics.all_pair_scores(embeddings, held_out_labels, info.metric)
+        calibration = calibrate(genuine, impostor, info.threshold_far,
+                                metrics.genuine_pair_weights(held_out_labels))
+        model = onnx.load(str(candidate_path))
+        new_info = replace(info.with_variant("int8"), threshold=calibration.far_threshold,
+                           accuracy_threshold=calibration.accuracy_threshold)
+        write_metadata(model, new_info)
+        save_atomic(model, candidate_path)
+        candidate = Embedder(candidate_path)
+        accuracy = (_view1(reference, sets), _view1(candidate, sets)) if sets.lfw_pairs else None
+        parity = compare(reference.embed(sets.parity), candidate.embed(sets.parity),
+                         info.metric, info.threshold, gate, accuracy)
+        if parity.passed:
+            measured = {"parity_mean_cosine": parity.mean_cosine,
+                        "parity_min_cosine": parity.min_cosine,
+                        "parity_decision_agreement": parity.decision_agreement,
+                        "parity_pairs": parity.pairs, "parity_against": "fp32 import"}
+            if accuracy is not None:
+                measured.update(lfw_view1_fp32=accuracy[0], lfw_view1=accuracy[1])
+            write_metadata(model, replace(new_info, measured=measured))
+            save_atomic(model, out)
+    return parity

@@ -36,18 +36,21 @@ def export_fp16(fp32_path: Path, info: ModelInfo, path: Path) -> Path:
 class _CalibrationReader:
     """onnxruntime CalibrationDataReader over preprocessed real faces."""
 
-    def __init__(self, inputs: np.ndarray, batch_size: int = 16) -> None:
+    def __init__(self, inputs: np.ndarray, batch_size: int = 16,
+                 input_name: str = INPUT_NAME) -> None:
+        self.input_name = input_name
         self.batches = iter([inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)])
 
     def get_next(self):
         batch = next(self.batches, None)
-        return None if batch is None else {INPUT_NAME: batch}
+        return None if batch is None else {self.input_name: batch}
 
     def rewind(self) -> None:  # onnxruntime may call it; one pass is all we give
         pass
 
 
-def export_int8(fp32_path: Path, info: ModelInfo, path: Path, calibration: np.ndarray) -> Path:
+def export_int8(fp32_path: Path, info: ModelInfo, path: Path, calibration: np.ndarray,
+                input_name: str = INPUT_NAME) -> Path:
     """Static QDQ INT8, per-channel signed weights and unsigned activations (U8S8), calibrated
     on `calibration` (preprocessed real aligned faces). Ops that onnxruntime does not quantise
     (e.g. PReLU) stay float.
@@ -61,7 +64,8 @@ def export_int8(fp32_path: Path, info: ModelInfo, path: Path, calibration: np.nd
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantized = Path(tmp) / "int8.onnx"
-        quantize_static(str(prepared), str(quantized), _CalibrationReader(calibration),
+        reader = _CalibrationReader(calibration, input_name=input_name)
+        quantize_static(str(prepared), str(quantized), reader,
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,

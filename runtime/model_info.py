@@ -14,10 +14,11 @@ from siamese.runtime.errors import ConfigError, ModelError
 from siamese.runtime.vision.preprocess import Preprocess
 
 METADATA_PREFIX = "siamese."
-OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average", "provenance"})
+OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average", "provenance", "measured"})
 
 
 MAX_EMBEDDING_DIM = 4096
+MAX_MEASURED = 64
 MAX_DISTANCE = 1e3  # euclidean scores are minus a distance, so thresholds lie in (-1e3, 0)
 
 
@@ -65,6 +66,9 @@ class ModelInfo:
     accuracy_threshold: float | None = None  # best balanced-accuracy threshold, held-out people
     flip_average: bool = False  # the graph averages a face's embedding with its mirror image's
     provenance: str = ""  # where an imported model comes from, and its licence
+    # figures measured on this very file by siamese-import / siamese-bench --record (speed, LFW,
+    # parity): names to finite numbers or short strings; siamese-models prints them
+    measured: dict | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in ("cosine", "euclidean"):
@@ -84,6 +88,13 @@ class ModelInfo:
                              f"{self.threshold_far!r}")
         if not isinstance(self.flip_average, bool):
             raise ModelError("model metadata flip_average must be true or false")
+        if self.measured is not None and (
+                not isinstance(self.measured, dict) or len(self.measured) > MAX_MEASURED
+                or not all(isinstance(k, str) and (_is_number(v) or isinstance(v, str)
+                                                   and len(v) <= 500)
+                           for k, v in self.measured.items())):
+            raise ModelError("model metadata measured must map names to finite numbers or "
+                             "short strings")
         for name in ("arch", "source_sha256", "version", "variant", "provenance"):
             if not isinstance(getattr(self, name), str):
                 raise ModelError(f"model metadata {name} must be a string")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from siamese.runtime import model_zoo
 from siamese.runtime.consistency import ConsistencyRule
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ConfigError, ModelError, ReferenceError, StorageError
@@ -38,7 +39,6 @@ from siamese.runtime.storage.references import (
 )
 from siamese.runtime.vision.align import align_face
 from siamese.runtime.vision.detector import (
-    MODELS_DIR,
     DetectorConfig,
     Face,
     FaceDetector,
@@ -51,7 +51,7 @@ from siamese.runtime.vision.sources import Frame, ThreadedSource
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = MODELS_DIR / "siamese_edge.int8.onnx"
+DEFAULT_MODEL = model_zoo.PACKAGED[model_zoo.default_model("door")].path
 DETECT_SIDE = 320  # frames are detected at this longest side; alignment uses full resolution
 MAX_VOTES = 1000
 DOMINANT_AREA_RATIO = 1.3  # measured on LFW DevTest; see Verifier.dominant_face
@@ -175,12 +175,12 @@ class Verifier:
     def from_model(cls, path: str | Path | None = None, providers: Sequence[str] | None = None,
                    config: VerifyConfig | None = None, cache_dir: Path | None = None,
                    key: bytes | None = None) -> Verifier:
-        """A verifier on `path`, or on the packaged default model when None."""
-        if path is None:
-            if not DEFAULT_MODEL.is_file():
-                raise ModelError("no packaged default model in this install: pass a model path")
-            path = DEFAULT_MODEL
-        return cls(Embedder(path, providers), config=config, cache_dir=cache_dir, key=key)
+        """A verifier on a packaged model's name (`model_zoo.PACKAGED`: "edge", "sface"), a
+        model file, or the door default when None."""
+        if path is None and not DEFAULT_MODEL.is_file():
+            raise ModelError("no packaged default model in this install: pass a model path")
+        return cls(Embedder(model_zoo.resolve(path), providers), config=config,
+                   cache_dir=cache_dir, key=key)
 
     def use_threshold(self, threshold: float) -> None:
         """Decide at `threshold` from now on (range-checked for the model's metric)."""

@@ -93,7 +93,8 @@ def embed_main(folder, out, batch_size, all_faces, model, providers, quality, st
 
     setup_logging(verbose)
     check_output_path(out)
-    verifier = build_verifier(model, providers, None, None, VerifyConfig(quality=quality))
+    verifier = build_verifier(model, providers, None, None, VerifyConfig(quality=quality),
+                              use="photos")
     started = time.perf_counter()
     table = embed_folder(verifier, folder, batch_size, all_faces, strict_quality)
     seconds = time.perf_counter() - started

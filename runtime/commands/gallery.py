@@ -45,7 +45,7 @@ def _open(gallery, model, providers, cache_dir, key_file, create=False, site=Non
     from siamese.runtime.vision.quality import QualityConfig
 
     config = VerifyConfig(threshold=threshold, quality=quality or QualityConfig())
-    verifier = build_verifier(model, providers, cache_dir, key_file, config, site)
+    verifier = build_verifier(model, providers, cache_dir, key_file, config, site, use="photos")
     return verifier, Gallery.open(gallery, verifier, create=create, read_only=read_only)
 
 

@@ -11,8 +11,23 @@ import click
 from siamese.runtime.commands.support import FiniteFloat
 from siamese.runtime.vision.quality import QualityConfig
 
-model_option = click.option("--model", type=click.Path(path_type=Path),
-                            help="ONNX embedding model [default: the packaged model].")
+
+def _model(ctx, param, value):
+    """A packaged model's name (siamese-models lists them) becomes its file; a path stays."""
+    if value is None:
+        return None
+    from siamese.runtime.errors import ModelError
+    from siamese.runtime.model_zoo import resolve
+
+    try:
+        return resolve(value)
+    except ModelError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+model_option = click.option("--model", callback=_model, metavar="NAME|PATH",
+                            help="Packaged model name (edge, sface; see siamese-models) or an "
+                                 "ONNX file [default: the packaged edge model].")
 providers_option = click.option("--providers", help="onnxruntime providers, comma-separated "
                                 "(e.g. CUDAExecutionProvider,CPUExecutionProvider).")
 cache_option = click.option("--cache-dir", type=click.Path(path_type=Path),
@@ -93,14 +108,17 @@ def _providers(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
-def build_verifier(model, providers, cache_dir, key_file, config=None, site=None):
-    """A Verifier; a site calibration's threshold applies unless the config sets one."""
+def build_verifier(model, providers, cache_dir, key_file, config=None, site=None, use="door"):
+    """A Verifier (without --model, the packaged default for `use`: "door" or "photos"); a site
+    calibration's threshold applies unless the config sets one."""
     from siamese.runtime.calibration import load_site
+    from siamese.runtime.model_zoo import resolve
     from siamese.runtime.storage.integrity import load_or_create_key
     from siamese.runtime.verifier import Verifier
 
     key = load_or_create_key(key_file)
-    verifier = Verifier.from_model(model, _providers(providers), config, cache_dir, key=key)
+    verifier = Verifier.from_model(resolve(model, use), _providers(providers), config, cache_dir,
+                                   key=key)
     if site is not None and verifier.config.threshold is None:
         calibration = load_site(site, verifier.embedder.fingerprint, key)
         verifier.use_threshold(calibration.threshold)

@@ -184,7 +184,8 @@ def compare_main(first, second, model, providers, cache_dir, key_file, threshold
 
     setup_logging(verbose)
     verifier = build_verifier(model, providers, cache_dir, key_file,
-                              VerifyConfig(threshold=threshold, quality=quality), site)
+                              VerifyConfig(threshold=threshold, quality=quality), site,
+                              use="photos")
     result = verifier.compare(first, second, strict=strict_quality)
     emit(result.to_dict(precision))
     sys.exit(EXIT_OK if result.same_person else EXIT_NOT_VERIFIED)

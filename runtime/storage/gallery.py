@@ -28,7 +28,7 @@ import numpy as np
 from siamese.runtime.errors import ConfigError, MissingExtraError, ReferenceError, StorageError
 from siamese.runtime.storage.fileio import check_output_path, make_private_dirs
 from siamese.runtime.storage.gallery_manifest import Manifest
-from siamese.runtime.storage.references import MAX_TEMPLATE_BYTES, Template
+from siamese.runtime.storage.references import MAX_TEMPLATE_BYTES, Template, other_model
 
 if TYPE_CHECKING:
     from siamese.runtime.verifier import Verifier
@@ -209,9 +209,8 @@ class Gallery:
             raise self._not_ours("no siamese format record")
         fingerprint = self.verifier.embedder.fingerprint
         if meta.get("model_fingerprint") != fingerprint:
-            raise ReferenceError(f"gallery {self.path} was made with another model "
-                                 f"({str(meta.get('model_fingerprint'))[:12]}, this one is "
-                                 f"{fingerprint[:12]}): enroll again with this model")
+            raise other_model(f"gallery {self.path}", str(meta.get("model_fingerprint")),
+                              fingerprint)
         return meta
 
     def _manifest(self) -> Manifest:

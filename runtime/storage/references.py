@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -137,10 +138,27 @@ def load_template(path: Path, model_fingerprint: str, key: bytes, dim: int) -> T
     data = read_regular_file(path, MAX_TEMPLATE_BYTES, ReferenceError, "template")
     template = Template.from_json(data, str(path), key, dim)
     if template.model_fingerprint != model_fingerprint:
-        raise ReferenceError(f"template {path} was made with another model "
-                             f"({template.model_fingerprint[:12]}, this one is "
-                             f"{model_fingerprint[:12]}): enroll again with this model")
+        raise other_model(f"template {path}", template.model_fingerprint, model_fingerprint)
     return template
+
+
+def _short_fingerprint(fingerprint: str) -> str:
+    return fingerprint[:12]
+
+
+_model_namer: Callable[[str], str] = _short_fingerprint
+
+
+def set_model_namer(namer: Callable[[str], str]) -> None:
+    """How messages name a model by fingerprint (runtime.model_zoo names packaged models)."""
+    global _model_namer
+    _model_namer = namer
+
+
+def other_model(what: str, made_with: str, this_one: str) -> ReferenceError:
+    """The one-line refusal of something made with another model, naming both models."""
+    return ReferenceError(f"{what} was made with another model ({_model_namer(made_with)}, "
+                          f"this one is {_model_namer(this_one)}): enroll again with this model")
 
 
 def is_template(path: Path) -> bool:

@@ -1,0 +1,85 @@
+"""Packaged embedding models by name, the default per use, and names for fingerprints.
+
+`--model NAME|PATH` and `Verifier.from_model(NAME)` resolve names here. Each packaged file
+carries its own thresholds and measured figures in its ONNX metadata (`siamese-models` lists
+them); this table only says which file a name means and which name each use gets by default.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from siamese.runtime.embedder import file_fingerprint
+from siamese.runtime.errors import ModelError
+from siamese.runtime.storage import references
+from siamese.runtime.vision.detector import MODELS_DIR
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    file: str  # in runtime/models/
+    summary: str
+
+    @property
+    def path(self) -> Path:
+        return MODELS_DIR / self.file
+
+
+PACKAGED = {m.name: m for m in (
+    PackagedModel("edge", "siamese_edge.int8.onnx",
+                  "edge-resnet INT8, 96 px, distilled from SFace: the fast model"),
+    PackagedModel("edge-fp32", "siamese_edge.onnx", "the same weights in FP32"),
+    PackagedModel("sface", "sface.int8.onnx",
+                  "OpenCV Zoo SFace (Apache-2.0) through siamese-import, our INT8"),
+)}
+
+# Chosen by measurement (docs/MODEL_CARD.md, "Defaults per use"): a door sees frontal, cooperative
+# faces at camera rate; photos are turned, small and years apart.
+DEFAULTS = {"door": "edge", "photos": "edge"}
+USES = tuple(DEFAULTS)
+
+
+def default_model(use: str = "door") -> str:
+    if use not in DEFAULTS:
+        raise ModelError(f"unknown use {use!r}: one of {', '.join(USES)}")
+    return DEFAULTS[use]
+
+
+def installed() -> list[PackagedModel]:
+    """The packaged models whose files are present in this install."""
+    return [m for m in PACKAGED.values() if m.path.is_file()]
+
+
+def resolve(model: str | Path | None, use: str = "door") -> Path:
+    """The file of a packaged model NAME, a PATH as given, or the use's default when None."""
+    if model is None:
+        model = default_model(use)
+    text = str(model)
+    if text in PACKAGED:
+        path = PACKAGED[text].path
+        if not path.is_file():
+            raise ModelError(f"packaged model {text!r} is not in this install ({path})")
+        return path
+    path = Path(model)
+    if not path.exists() and path.suffix == "" and "/" not in text:
+        names = ", ".join(m.name for m in installed()) or "none"
+        raise ModelError(f"unknown model {text!r}: packaged models are {names}, or give an "
+                         f"ONNX file")
+    return path
+
+
+@functools.cache
+def _packaged_fingerprints() -> dict[str, str]:
+    return {file_fingerprint(m.path): m.name for m in installed()}
+
+
+def model_label(fingerprint: str) -> str:
+    """'sface (1a2b3c4d5e6f)' for a packaged model's fingerprint, else the short fingerprint."""
+    name = _packaged_fingerprints().get(fingerprint)
+    return f"{name} ({fingerprint[:12]})" if name else fingerprint[:12]
+
+
+references.set_model_namer(model_label)  # storage cannot import the core
