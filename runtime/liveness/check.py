@@ -30,6 +30,7 @@ SECOND_FACE_AREA = 0.25  # a second face this large (vs. the tracked one) fails 
 MIN_IOU = 0.3  # the tracked box's overlap with the last one; less is a swap or a jump
 FRONTAL_YAW = 0.15  # |naive yaw| of the frame the plane is fitted to
 IDENTITY_WINDOW, IDENTITY_VOTES = 5, 3  # the verifier's default K-of-N
+RETURNED = 0.15  # nose offset under which the head is back to frontal after a prompt
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class LivenessCheck:
         self.frontal: np.ndarray | None = None
         self.box: np.ndarray | None = None
         self.lost = 0
+        self.returned = False  # back near frontal since the latest prompt
         self.identity: deque[bool] = deque(maxlen=IDENTITY_WINDOW)
         self.max_offset = 0.0
         self.step_offsets: list[float] = []
@@ -128,6 +130,7 @@ class LivenessCheck:
         if self.config.mode != "active":
             return []
         self.deadline = now + self.config.challenge.step_s
+        self.returned = False
         return [{"challenge": self.actions[self.step], "step": self.step + 1,
                  "of": len(self.actions), "deadline_s": self.config.challenge.step_s,
                  "mirrored": self.config.challenge.mirrored}]
@@ -144,7 +147,8 @@ class LivenessCheck:
                 self._pass(now)
             return []
         action = self.actions[self.step]
-        if wrong_way(action, offset, self.config.challenge):
+        self.returned |= offset.size < RETURNED
+        if self.returned and wrong_way(action, offset, self.config.challenge):
             return self._fail(f"asked to {action}, the head turned the other way", now)
         if done != action:
             return []

@@ -71,7 +71,8 @@ def _degenerate(points: np.ndarray) -> bool:
         return True
     for skip in range(4):
         a, b, c = np.delete(points, skip, axis=0)
-        area = abs(float(np.cross(b - a, c - a))) / 2
+        u, v = b - a, c - a
+        area = abs(float(u[0] * v[1] - u[1] * v[0])) / 2
         if area < 0.02 * spread * spread:
             return True
     return False
