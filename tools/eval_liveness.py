@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import random
 import statistics
 import sys
@@ -59,7 +60,8 @@ class Outcome:
     accepted: bool
     reason: str | None
     seconds: float | None  # from the first frame to the decision, on the simulated clock
-    offsets: list[float]
+    offsets: list[float]  # the nose offset that completed each step
+    max_offset: float = 0.0  # the largest nose offset seen during the check
 
 
 class Analyser:
@@ -224,7 +226,8 @@ def replay_player(attack, clip: Clip, rng: np.random.Generator) -> callable:
 
 def outcome(species: str, check: LivenessCheck) -> Outcome:
     seconds = None if check.decided is None else check.decided
-    return Outcome(species, check.passed, check.reason, seconds, check.step_offsets)
+    return Outcome(species, check.passed, check.reason, seconds, check.step_offsets,
+                   round(check.max_offset, 4))
 
 
 def main() -> None:
@@ -239,7 +242,11 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=5.0)
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log", type=Path, help="append one JSON line per session here")
+    parser.add_argument("--threads", type=int, default=1, help="OpenCV threads")
     args = parser.parse_args()
+    cv2.setNumThreads(args.threads)
+    log = args.log.open("a") if args.log else None
     started = time.perf_counter()
     rng, picker = np.random.default_rng(args.seed), random.Random(args.seed)
     challenge = ChallengeConfig(steps=args.steps, step_s=args.step_s)
@@ -261,6 +268,7 @@ def main() -> None:
         run_session(check, ResponsiveClip(clip, picker, args.fps),
                     CachedFrames(analyser, template), args.fps)
         results.append(outcome("bona_fide", check))
+        record(log, results[-1])
     photos = attacks.face_photos(args.photos)
     for species in args.species:
         for _ in range(args.attacks):
@@ -281,10 +289,11 @@ def main() -> None:
                                             args.fps)
             run_session(check, source, analyser, args.fps)
             results.append(outcome(species, check))
+            record(log, results[-1])
             if len(results) % 25 == 0:
                 print(f"... {len(results)} sessions, {time.perf_counter() - started:.0f} s",
                       flush=True)
-    print_table(results, args)
+    print_table(results, args.species)
     print(f"wall time {time.perf_counter() - started:.0f} s")
 
 
@@ -310,11 +319,24 @@ def load_clips(root: Path, detector: FaceDetector, config: ChallengeConfig) -> l
     return clips
 
 
-def print_table(results: list[Outcome], args) -> None:
+def record(log, result: Outcome) -> None:
+    if log is not None:
+        log.write(json.dumps(result.__dict__) + "\n")
+        log.flush()
+
+
+def table_main() -> None:
+    """`eval_liveness.py --table LOG...`: the table of the sessions logged by earlier runs."""
+    results = [Outcome(**json.loads(line)) for path in sys.argv[2:]
+               for line in Path(path).read_text().splitlines() if line.strip()]
+    print_table(results, [s for s in attacks.SPECIES if any(r.species == s for r in results)])
+
+
+def print_table(results: list[Outcome], species_list: list[str]) -> None:
     print("\n| species | presentations | accepted | APCER / BPCER | median s to decision "
-          "| refusal reasons (top) |\n|---|---|---|---|---|---|")
+          "| nose offset p90 / max | refusal reasons (top) |\n|---|---|---|---|---|---|---|")
     worst, bpcer = 0.0, None
-    for species in ["bona_fide", *args.species]:
+    for species in ["bona_fide", *species_list]:
         rows = [r for r in results if r.species == species]
         if not rows:
             continue
@@ -330,11 +352,13 @@ def print_table(results: list[Outcome], args) -> None:
             if r.reason:
                 key = r.reason.split(":")[0].split(" within")[0]
                 reasons[key] = reasons.get(key, 0) + 1
+        peak = max(r.max_offset for r in rows)
+        p90 = float(np.percentile([r.max_offset for r in rows], 90))
         top = "; ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda x: -x[1])[:2])
         label = "BPCER" if species == "bona_fide" else "APCER"
         median = f"{statistics.median(times):.2f}" if times else "-"
         print(f"| {species} | {len(rows)} | {accepted} | {label} {100 * rate:.1f}% | {median} "
-              f"| {top} |")
+              f"| {p90:.3f} / {peak:.3f} | {top} |")
         if species == "bona_fide":
             bpcer = rate
     if bpcer is not None:
@@ -343,4 +367,4 @@ def print_table(results: list[Outcome], args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    table_main() if sys.argv[1:2] == ["--table"] else main()
