@@ -94,6 +94,7 @@ class VerificationSession:
         self.frames = TimedFrames(source, timeout, clock)
         self.clock = clock
         self.liveness = LivenessCheck(liveness or LivenessConfig())
+        self.identity_floor = getattr(verifier, "consistency_limit", -float("inf"))
         self.events: list[dict] = []
         self.verifier, self.template, self.source = verifier, template, source
         self.outcome: str | None = None
@@ -117,8 +118,9 @@ class VerificationSession:
                 self.rejected.update(decision.quality.flags)
                 self.largest_face_px = max(self.largest_face_px, decision.quality.face_px)
             scored = decision.quality is not None and decision.quality.ok
+            other = decision.score is not None and decision.score < self.identity_floor
             self.events.extend(self.liveness.update(decision.faces, scored, decision.match,
-                                                    self.clock()))
+                                                    self.clock(), other))
             decision.verified = decision.verified and self.liveness.passed
             yield decision
             if decision.verified:

@@ -71,14 +71,16 @@ class Analyser:
         self.verifier = verifier
         self.detector = FaceDetector(config=DetectorConfig(max_side=320))
 
-    def __call__(self, image: np.ndarray, template=None) -> tuple[list, bool, bool]:
+    def __call__(self, image: np.ndarray, template=None) -> tuple[list, bool, bool, bool]:
         if template is not None:
             decision = self.verifier.verify(image, template)
             scored = decision.quality is not None and decision.quality.ok
-            return decision.faces, scored, decision.match
+            other = decision.score is not None \
+                and decision.score < self.verifier.consistency_limit
+            return decision.faces, scored, decision.match, other
         faces = self.detector.detect(image)
         found = bool(faces)
-        return faces, found, found  # attacks: quality and identity assumed to pass
+        return faces, found, found, False  # attacks: quality and identity assumed to pass
 
 
 def run_session(check: LivenessCheck, next_frame, analyse, fps: float) -> tuple[float, int]:
@@ -92,8 +94,8 @@ def run_session(check: LivenessCheck, next_frame, analyse, fps: float) -> tuple[
         image = next_frame(asked)
         if image is None:
             break
-        faces, scored, match = analyse(image)
-        check.update(faces, scored, match, now)
+        faces, scored, match, other = analyse(image)
+        check.update(faces, scored, match, now, other)
         if check.done:
             return now, number + 1
     check.give_up("the session's time ran out", frames / fps)
@@ -185,7 +187,7 @@ class CachedFrames:
     def __init__(self, analyser: Analyser, template) -> None:
         self.analyser, self.template, self.cache = analyser, template, {}
 
-    def __call__(self, image: np.ndarray) -> tuple[list, bool, bool]:
+    def __call__(self, image: np.ndarray) -> tuple[list, bool, bool, bool]:
         key = id(image)
         if key not in self.cache:
             self.cache[key] = self.analyser(image, self.template)

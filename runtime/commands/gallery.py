@@ -221,7 +221,8 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
                     lambda image, faces: identify_faces(verifier, image, index, top_k,
                                                         faces=faces),
                     frames, liveness, lambda number, found: [
-                        writer.row(source, number, i) for i in found], emit, UNKNOWN)
+                        writer.row(source, number, i) for i in found], emit, UNKNOWN,
+                    floor=verifier.consistency_limit)
                 emit(live.final())
                 if live.check.failed:
                     click.echo(f"not identified: liveness failed: {live.check.reason}",

@@ -2,12 +2,11 @@
 
 Modes: "off" (passes at once), "active" (a random challenge, runtime.liveness.challenge) and
 "passive" (no prompts: the tracked face must show a non-planar motion of its own, the 3-D test
-alone). Both others hold identity: the same tracked face from the frontal frame to the end, and
-the verifier's own K-of-N rule on every window of scored frames during the check (at least
-IDENTITY_VOTES of any IDENTITY_WINDOW consecutive scored frames at or above the identity
-threshold: single low-resolution frames of the right person fall below it, see
-docs/LIVENESS.md); a second face, a jump of the tracked box (a swap), or the face missing for
-more than MAX_LOST frames fails the check.
+alone). Both others hold identity: the same tracked face from the frontal (matching) frame to
+the end, and no frame scored during the check below the verifier's consistency limit (the score
+under which a face is taken for another person; low-resolution frames of the right person do
+fall under the identity threshold itself, see docs/LIVENESS.md). A second face, a jump of the
+tracked box (a swap), or the face missing for more than MAX_LOST frames fails the check.
 The clock is the caller's (`now` in seconds), so a file, a camera or a scripted source all run
 under the same deadlines.
 """
@@ -15,7 +14,6 @@ under the same deadlines.
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +27,6 @@ MAX_LOST = 5  # consecutive frames without the tracked face before the check fai
 SECOND_FACE_AREA = 0.25  # a second face this large (vs. the tracked one) fails the check
 MIN_IOU = 0.3  # the tracked box's overlap with the last one; less is a swap or a jump
 FRONTAL_YAW = 0.15  # |naive yaw| of the frame the plane is fitted to
-IDENTITY_WINDOW, IDENTITY_VOTES = 5, 3  # the verifier's default K-of-N
 RETURNED = 0.15  # nose offset under which the head is back to frontal after a prompt
 
 
@@ -68,7 +65,6 @@ class LivenessCheck:
         self.box: np.ndarray | None = None
         self.lost = 0
         self.returned = False  # back near frontal since the latest prompt
-        self.identity: deque[bool] = deque(maxlen=IDENTITY_WINDOW)
         self.max_offset = 0.0
         self.step_offsets: list[float] = []
         self.best = 0.0
@@ -85,9 +81,11 @@ class LivenessCheck:
     def done(self) -> bool:
         return self.state in ("passed", "failed")
 
-    def update(self, faces: list[Face], scored: bool, match: bool, now: float) -> list[dict]:
-        """Take one frame: every face detected in it (largest first or any order), whether its
-        largest face was scored (passed the quality gate) and matched. Returns prompt events."""
+    def update(self, faces: list[Face], scored: bool, match: bool, now: float,
+               other_person: bool = False) -> list[dict]:
+        """Take one frame: every face detected in it (any order), whether its largest face was
+        scored (passed the quality gate), matched (reached the identity threshold) and scored
+        below the consistency limit (`other_person`). Returns prompt events."""
         if self.done:
             return []
         if self.started is None:
@@ -110,12 +108,9 @@ class LivenessCheck:
         self.box = np.asarray(face.box, dtype=np.float64)
         if self.frontal is None:
             return self._start(face, scored, match, now)
-        if scored:
-            self.identity.append(match)
-            misses = len(self.identity) - sum(self.identity)
-            if misses > IDENTITY_WINDOW - IDENTITY_VOTES:
-                return self._fail(f"identity not held: {misses} of the last "
-                                  f"{len(self.identity)} scored frames did not match", now)
+        if scored and other_person:
+            return self._fail("identity not held: a frame during the check scored as another "
+                              "person", now)
         return self._advance(face, now)
 
     def _start(self, face: Face, scored: bool, match: bool, now: float) -> list[dict]:

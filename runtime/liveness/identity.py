@@ -30,10 +30,12 @@ class LiveIdentification:
 
 def identify_live(detect: Callable, identify: Callable, frames: Iterable, config: LivenessConfig,
                   on_rows: Callable, on_event: Callable, unknown: str = "unknown",
-                  clock: Callable[[], float] = time.monotonic) -> LiveIdentification:
+                  clock: Callable[[], float] = time.monotonic, floor: float = -float("inf")
+                  ) -> LiveIdentification:
     """Run `config`'s check over `frames` (runtime.session.TimedFrames): `detect(image)` gives
     the faces, `identify(image, faces)` their identities, largest first. The largest face must
-    be named, and keep the name it had when the check started; `on_rows(frame, identities)`
+    be named, keep the name it had when the check started and never score under `floor` (the
+    verifier's consistency limit) against it; `on_rows(frame, identities)`
     and `on_event(prompt)` report as it goes."""
     live = LiveIdentification(LivenessCheck(config))
     for frame in frames:
@@ -44,7 +46,11 @@ def identify_live(detect: Callable, identify: Callable, frames: Iterable, config
         scored = top is not None and not top.quality_flags
         named = top is not None and top.identity != unknown
         match = named and (live.name is None or top.identity == live.name)
-        for event in live.check.update(faces, scored, match, clock()):
+        held = None if top is None or live.name is None else next(
+            (m.score for m in top.candidates if m.name == live.name), None)
+        other = top is not None and live.name is not None and (
+            (named and top.identity != live.name) or held is None or held < floor)
+        for event in live.check.update(faces, scored, match, clock(), other):
             on_event(event)
         if live.name is None and live.check.state != "frontal" and named:
             live.name = top.identity
