@@ -64,18 +64,18 @@ def nose_offset(frontal: np.ndarray, current: np.ndarray) -> Offset | None:
     return Offset(float(moved[0] / scale), float(moved[1] / scale))
 
 
+TRIANGLES = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+
+
 def _degenerate(points: np.ndarray) -> bool:
-    """True when no three of the four points span a useful triangle (area vs. spread)."""
-    spread = float(np.ptp(points, axis=0).max())
+    """True when some three of the four points span no useful triangle (area vs. spread)."""
+    spread = float((points.max(axis=0) - points.min(axis=0)).max())
     if spread < MIN_EYE_PX:
         return True
-    for skip in range(4):
-        a, b, c = np.delete(points, skip, axis=0)
-        u, v = b - a, c - a
-        area = abs(float(u[0] * v[1] - u[1] * v[0])) / 2
-        if area < 0.02 * spread * spread:
-            return True
-    return False
+    a, b, c = (points[TRIANGLES[:, i]] for i in range(3))
+    u, v = b - a, c - a
+    areas = np.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]) / 2
+    return bool(areas.min() < 0.02 * spread * spread)
 
 
 def naive_yaw(landmarks: np.ndarray) -> float:
