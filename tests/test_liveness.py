@@ -257,3 +257,46 @@ def test_a_still_image_with_liveness_exits_1_saying_so(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "still image cannot prove liveness" in result.stderr
+
+
+# --- the attack generator and the real detector --------------------------------------------------
+def _tool(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_print_tilted_as_asked_fails_the_challenge_through_the_real_detector():
+    import cv2
+    from siamese.runtime.vision.detector import DetectorConfig, FaceDetector
+
+    attacks = _tool("make_attacks")
+    rng = np.random.default_rng(0)
+    photo = cv2.imread(str(ROOT / "examples" / "Abdullah_Gul_0003.jpg"))
+    attack = attacks.make_attack("print", photo, rng)
+    hand = attacks.Motion(rng, attacks.holding_distance(attack, rng))
+    detector = FaceDetector(config=DetectorConfig(max_side=320))
+    check = active(steps=1, step_s=2.0, actions=("turn_left", "turn_right"))
+    for number in range(40):
+        if check.state == "checking" and number == 3:
+            hand.aim(check.actions[0])  # the attacker tilts the print the asked way
+        faces = detector.detect(attack.frame(hand.step(), rng))
+        check.update(faces, bool(faces), bool(faces), number / 15)
+        if check.done:
+            break
+    assert check.state == "failed" and check.max_offset < TURN_OFFSET, check.result()
+
+
+@pytest.mark.parametrize("species", ["print_bent", "screen", "replay"])
+def test_every_species_renders_a_frame(species):
+    import cv2
+
+    attacks = _tool("make_attacks")
+    rng = np.random.default_rng(1)
+    photo = cv2.imread(str(ROOT / "examples" / "Abdullah_Gul_0003.jpg"))
+    attack = attacks.make_attack(species, photo, rng, [photo, photo[:, ::-1]])
+    frame = attack.frame(attacks.Pose(yaw=30, z=0.4), rng)
+    assert frame.shape == (attacks.SIZE[1], attacks.SIZE[0], 3) and frame.std() > 5
