@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from siamese.runtime.storage.gallery import GalleryIndex, Match
 from siamese.runtime.vision.align import align_face
+from siamese.runtime.vision.detector import Face
 from siamese.runtime.vision.imageio import as_bgr_frame
 from siamese.runtime.vision.quality import assess
 
@@ -42,15 +43,18 @@ class Identity:
 
 
 def identify_faces(verifier: Verifier, image: np.ndarray, index: GalleryIndex, k: int = 1,
-                   threshold: float | None = None, strict: bool = False) -> list[Identity]:
+                   threshold: float | None = None, strict: bool = False,
+                   faces: list[Face] | None = None) -> list[Identity]:
     """Every face in `image`, largest first, identified against `index`.
 
     A face that fails the quality gate is searched and named like any other, its flags in
     `quality_flags`; with `strict` it is never named: "unknown", and its flags say why.
+    `faces`: the faces already detected in `image`, if any.
     """
     image = as_bgr_frame(image)
     threshold = verifier.threshold if threshold is None else threshold
-    faces = sorted(verifier.detector.detect(image), key=lambda f: -f.area)
+    detected = verifier.detector.detect(image) if faces is None else faces
+    faces = sorted(detected, key=lambda f: -f.area)
     if not faces:
         return []
     crops = np.stack([align_face(image, face.landmarks) for face in faces])

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from siamese.runtime.errors import ConfigError
+from siamese.runtime.liveness.check import LivenessCheck, LivenessConfig
 from siamese.runtime.vision.sources import Frame, ThreadedSource
 
 if TYPE_CHECKING:
@@ -82,12 +83,19 @@ class VerificationSession:
     Iterate it for one Decision per frame (K-of-N voting over scored frames); afterwards
     `outcome` is "verified", "not_verified" (the source ended) or "timeout", and `verified`
     says whether the door may open. `timeout` None waits for a finite source to end; a live
-    source then needs one (ConfigError otherwise).
+    source then needs one (ConfigError otherwise). With `liveness` (runtime.liveness) verified
+    needs the vote AND the liveness check; `events` holds its prompts for the caller to show,
+    `liveness.result()` its outcome.
     """
 
     def __init__(self, verifier: Verifier, template: Template, source: ThreadedSource,
-                 timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout: float | None, clock: Callable[[], float] = time.monotonic,
+                 liveness: LivenessConfig | None = None) -> None:
         self.frames = TimedFrames(source, timeout, clock)
+        self.clock = clock
+        self.liveness = LivenessCheck(liveness or LivenessConfig())
+        self.identity_floor = verifier.consistency.pair_limit
+        self.events: list[dict] = []
         self.verifier, self.template, self.source = verifier, template, source
         self.outcome: str | None = None
         self.frame: Frame | None = None  # the frame of the latest decision
@@ -109,12 +117,21 @@ class VerificationSession:
             if decision.quality is not None:
                 self.rejected.update(decision.quality.flags)
                 self.largest_face_px = max(self.largest_face_px, decision.quality.face_px)
+            scored = decision.quality is not None and decision.quality.ok
+            other = decision.score is not None and decision.score < self.identity_floor
+            self.events.extend(self.liveness.update(decision.faces, scored, decision.match,
+                                                    self.clock(), other))
+            decision.verified = decision.verified and self.liveness.passed
             yield decision
             if decision.verified:
                 self.outcome = "verified"
                 return
+            if self.liveness.failed:
+                return
         if self.frames.timed_out:
             self.outcome = "timeout"
+        self.liveness.give_up("timed out" if self.frames.timed_out else "the source ended",
+                              self.clock())
 
     def hint(self) -> str | None:
         """Why nothing could be decided, when faces were seen but all were too small."""

@@ -25,6 +25,7 @@ from siamese.runtime import model_zoo
 from siamese.runtime.consistency import ConsistencyRule
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ConfigError, ModelError, ReferenceError, StorageError
+from siamese.runtime.liveness.check import LivenessConfig
 from siamese.runtime.model_info import check_threshold
 from siamese.runtime.session import VerificationSession
 from siamese.runtime.storage.datasets_io import list_images
@@ -91,6 +92,7 @@ class Decision:
     votes: int = 0
     scored_frames: int = 0
     time: float = field(default_factory=time.time)
+    faces: list[Face] = field(default_factory=list, repr=False)  # all detected (liveness)
 
     def to_dict(self, precision: int = 4) -> dict:
         return {"time": round(self.time, 3), "frame": self.frame, "face": self.face_found,
@@ -340,7 +342,8 @@ class Verifier:
         self.check_template(template)
         image = as_bgr_frame(image)
         started = time.perf_counter()
-        face = largest_face(self.detector.detect(image))
+        faces = self.detector.detect(image)
+        face = largest_face(faces)
         detected = time.perf_counter()
         if face is None:
             return Decision(index, False, latency_ms={"detect": 1e3 * (detected - started)})
@@ -356,7 +359,7 @@ class Verifier:
             box=[round(float(v), 1) for v in face.box], quality=quality,
             latency_ms={"detect": 1e3 * (detected - started), "align": 1e3 * (aligned - detected),
                         "embed": 1e3 * (embedded - aligned), "compare": 1e3 * (done - embedded),
-                        "total": 1e3 * (done - started)})
+                        "total": 1e3 * (done - started)}, faces=faces)
 
     def check_template(self, template: Template) -> None:
         """Refuse a template that was not made with this model."""
@@ -385,10 +388,11 @@ class Verifier:
         for frame in frames:
             yield self.decide(frame.image, template, vote, frame.index)
 
-    def session(self, source: ThreadedSource, template: Template,
-                timeout: float | None) -> VerificationSession:
-        """A bounded verification session over `source` (runtime.session)."""
-        return VerificationSession(self, template, source, timeout)
+    def session(self, source: ThreadedSource, template: Template, timeout: float | None,
+                liveness: LivenessConfig | None = None) -> VerificationSession:
+        """A bounded verification session over `source` (runtime.session); `liveness` adds a
+        presentation-attack check (runtime.liveness) that `verified` also needs."""
+        return VerificationSession(self, template, source, timeout, liveness=liveness)
 
 
 def _safe(name: str) -> bool:

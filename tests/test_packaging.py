@@ -10,8 +10,9 @@ RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 LOWER = {
     "storage": set(),
     "vision": {"storage"},
-    "core": {"storage", "vision"},
-    "commands": {"storage", "vision", "core"},
+    "liveness": {"storage", "vision"},
+    "core": {"storage", "vision", "liveness"},
+    "commands": {"storage", "vision", "liveness", "core"},
 }
 BASE = {"siamese.runtime", "siamese.runtime.errors", "siamese.runtime.redact",
         "siamese.runtime._environment"}

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+from siamese.runtime.commands.liveness_options import liveness_options
 from siamese.runtime.commands.options import (
     build_verifier,
     emit,
@@ -224,16 +225,19 @@ def remove(gallery, name, model, key_file, verbose):
 @quality_options
 @strict_quality_option
 @precision_option
+@liveness_options
 @verbose_option
 def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout, model,
                   providers, cache_dir, key_file, threshold, site, quality, strict_quality,
-                  precision, verbose):
+                  precision, liveness, verbose):
     """Who is in INPUTS (images or folders, searched recursively) or in --camera?
 
     Every face is searched in the gallery; one row per face: its box, the best match or
     "unknown" (below the FAR-calibrated threshold), the top-k candidates and the face's
     quality flags (turned, small, blurry, tilted: named all the same; --strict-quality makes
-    them "unknown"). Exit 0 when at least one face was named, 1 when none was.
+    them "unknown"). Exit 0 when at least one face was named, 1 when none was. With --liveness
+    (camera only) the largest face must also pass the check, holding one identity; challenge
+    prompts and a final line with the liveness result are printed as JSON.
     """
     from siamese.runtime.identify import UNKNOWN, identify_faces
     from siamese.runtime.storage.datasets_io import images_under
@@ -242,6 +246,14 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
     setup_logging(verbose)
     if bool(inputs) == bool(source):
         raise ConfigError("give images or folders, or --camera SOURCE (not both)")
+    if inputs and liveness.mode != "off":
+        from siamese.runtime.liveness.check import check_mode_for_still
+
+        reason = check_mode_for_still(liveness.mode)
+        emit({"final": True, "decision": "not_identified", "liveness": {
+            "mode": liveness.mode, "result": "failed", "reason": reason}})
+        click.echo(f"not identified: {reason}", err=True)
+        sys.exit(1)
     verifier, store = _open(gallery, model, providers, cache_dir, key_file, site=site,
                             threshold=threshold, quality=quality, read_only=True)
     with store:
@@ -263,6 +275,21 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
 
         with open_source(source, open_timeout) as stream:
             frames = TimedFrames(stream, timeout_for(stream, timeout))
+            if liveness.mode != "off":
+                from siamese.runtime.liveness.identity import identify_live
+
+                live = identify_live(
+                    verifier.detector.detect,
+                    lambda image, faces: identify_faces(verifier, image, index, top_k,
+                                                        faces=faces),
+                    frames, liveness, lambda number, found: [
+                        writer.row(source, number, i) for i in found], emit, UNKNOWN,
+                    floor=verifier.consistency.pair_limit)
+                emit(live.final())
+                if live.check.failed:
+                    click.echo(f"not identified: liveness failed: {live.check.reason}",
+                               err=True)
+                sys.exit(EXIT_OK if live.identified else 1)
             for frame in frames:
                 report(source, frame.index, frame.image)
     else:

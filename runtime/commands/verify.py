@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import click
+from siamese.runtime.commands.liveness_options import liveness_options
 from siamese.runtime.commands.options import (
     build_verifier,
     emit,
@@ -32,6 +33,7 @@ from siamese.runtime.commands.support import (
     setup_logging,
 )
 from siamese.runtime.errors import ConfigError
+from siamese.runtime.liveness.prompts import prompt_text
 
 
 @click.command(cls=SiameseCommand)
@@ -99,16 +101,18 @@ def _reference(verifier, ref: Path, min_photos: int):
 @min_photos_option
 @precision_option
 @click.option("--show", is_flag=True, help="Draw a window with box, score and decision.")
+@liveness_options
 @verbose_option
 def verify_main(ref, source, image, model, providers, cache_dir, key_file, threshold, site,
                 votes, window, timeout, open_timeout, quality, min_photos, precision, show,
-                verbose):
+                liveness, verbose):
     """Is the person in front of the camera (or in the image) the reference person?
 
-    One JSON line per frame on stdout, then a final line. A video file stops at the first
-    verified vote. Exit 0: verified; 1: not verified (mismatch or timeout); 2: bad input or
-    usage; 3: internal error.
+    One JSON line per frame on stdout (and one per challenge prompt with --liveness active),
+    then a final line. A video file stops at the first verified vote. Exit 0: verified; 1: not
+    verified (mismatch, liveness failed, timeout); 2: bad input or usage; 3: internal error.
     """
+    from siamese.runtime.liveness.check import check_mode_for_still
     from siamese.runtime.session import small_face_hint, timeout_for
     from siamese.runtime.verifier import VerifyConfig
     from siamese.runtime.vision.imageio import read_image
@@ -119,6 +123,12 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
         raise ConfigError("give exactly one of --camera SOURCE or --image FILE")
     config = VerifyConfig(threshold=threshold, votes_needed=votes, window=window,
                           quality=quality)
+    if image is not None and check_mode_for_still(liveness.mode):
+        reason = check_mode_for_still(liveness.mode)
+        _final("not_verified", None, precision, liveness={"mode": liveness.mode,
+                                                          "result": "failed", "reason": reason})
+        click.echo(f"not verified: {reason}", err=True)
+        sys.exit(EXIT_NOT_VERIFIED)
     verifier = build_verifier(model, providers, cache_dir, key_file, config, site)
     template = _reference(verifier, ref, min_photos)
     if image is not None:
@@ -133,29 +143,41 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
 
     display = None
     with open_source(source, open_timeout) as stream:
-        session = verifier.session(stream, template, timeout_for(stream, timeout))
+        session = verifier.session(stream, template, timeout_for(stream, timeout), liveness)
         if show:
             from siamese.runtime.vision.display import Display
 
             display = Display.open()
         try:
             for decision in session:
+                for prompt in session.events:
+                    emit(prompt)
                 event = decision.to_dict(precision)
                 if stream.reconnects:
                     event["reconnects"] = stream.reconnects
                 emit(event)
                 if display is not None:
-                    display.draw(session.frame.image, decision, verifier.threshold)
+                    display.draw(session.frame.image, decision, verifier.threshold,
+                                 prompt_text(session.liveness))
+                session.events.clear()
         finally:
             if display is not None:
                 display.close()
-    _final(session.outcome, verifier.threshold, precision, session.hint())
+    result = session.liveness.result()
+    if session.liveness.failed:
+        click.echo(f"not verified: liveness failed: {session.liveness.reason}", err=True)
+    _final(session.outcome, verifier.threshold, precision, session.hint(),
+           None if liveness.mode == "off" else result)
     sys.exit(EXIT_OK if session.verified else EXIT_NOT_VERIFIED)
 
 
-def _final(outcome: str, threshold: float, precision: int, hint: str | None = None) -> None:
-    event = {"time": round(time.time(), 3), "final": True, "decision": outcome,
-             "threshold": round(threshold, max(precision, 4))}
+def _final(outcome: str, threshold: float | None, precision: int, hint: str | None = None,
+           liveness: dict | None = None) -> None:
+    event = {"time": round(time.time(), 3), "final": True, "decision": outcome}
+    if threshold is not None:
+        event["threshold"] = round(threshold, max(precision, 4))
+    if liveness is not None:
+        event["liveness"] = liveness
     if hint:
         event["hint"] = hint
         click.echo(f"note: {hint}", err=True)

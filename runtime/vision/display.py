@@ -28,7 +28,7 @@ class Display:
             return None
         return cls()
 
-    def draw(self, image, decision, threshold: float) -> None:
+    def draw(self, image, decision, threshold: float, prompt: str | None = None) -> None:
         canvas = image.copy()
         colour = (0, 200, 0) if decision.match else (0, 0, 230)
         if decision.box is not None:
@@ -38,6 +38,9 @@ class Display:
         score = "-" if decision.score is None else f"{decision.score:.3f}"
         cv2.putText(canvas, f"{state}  score {score} / {threshold:.3f}", (10, 24),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+        if prompt:  # the liveness challenge's instruction
+            cv2.putText(canvas, prompt, (10, canvas.shape[0] - 16), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.6, (0, 220, 255), 2)
         cv2.imshow(self.WINDOW, canvas)
         cv2.waitKey(1)
 

@@ -1,0 +1,193 @@
+"""One session's liveness check: fed each frame's faces, it decides passed or failed, with why.
+
+Modes: "off" (passes at once), "active" (a random challenge, runtime.liveness.challenge) and
+"passive" (no prompts: the tracked face must show a non-planar motion of its own, the 3-D test
+alone). Both others hold identity: the same tracked face from the frontal (matching) frame to
+the end, and no frame scored during the check below the verifier's consistency limit (the score
+under which a face is taken for another person; low-resolution frames of the right person do
+fall under the identity threshold itself, see docs/LIVENESS.md). A second face, a jump of the
+tracked box (a swap), or the face missing for more than MAX_LOST frames fails the check.
+The clock is the caller's (`now` in seconds), so a file, a camera or a scripted source all run
+under the same deadlines.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from siamese.runtime.errors import ConfigError
+from siamese.runtime.liveness.challenge import ChallengeConfig, draw_actions, motion, wrong_way
+from siamese.runtime.liveness.planarity import naive_yaw, nose_offset
+from siamese.runtime.vision.detector import Face
+
+MODES = ("off", "passive", "active")
+MAX_LOST = 5  # consecutive frames without the tracked face before the check fails
+SECOND_FACE_AREA = 0.25  # a second face this large (vs. the tracked one) fails the check
+MIN_IOU = 0.3  # the tracked box's overlap with the last one; less is a swap or a jump
+FRONTAL_YAW = 0.15  # |naive yaw| of the frame the plane is fitted to
+RETURNED = 0.15  # nose offset under which the head is back to frontal after a prompt
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    mode: str = "off"
+    challenge: ChallengeConfig = field(default_factory=ChallengeConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"liveness must be one of {', '.join(MODES)}, not {self.mode!r}")
+
+
+def check_mode_for_still(mode: str) -> str | None:
+    """The refusal for a still image under `mode`, or None when liveness is off."""
+    if mode == "off":
+        return None
+    return f"a still image cannot prove liveness (--liveness {mode}): use a camera or video"
+
+
+class LivenessCheck:
+    """The liveness state of one session; `update` once per frame, then read `state`."""
+
+    def __init__(self, config: LivenessConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.rng = rng or random.SystemRandom()
+        self.actions = draw_actions(config.challenge, self.rng) if config.mode == "active" \
+            else []
+        self.state = "passed" if config.mode == "off" else "frontal"
+        self.reason: str | None = None
+        self.step = 0
+        self.deadline: float | None = None
+        self.started: float | None = None
+        self.decided: float | None = None
+        self.frontal: np.ndarray | None = None
+        self.box: np.ndarray | None = None
+        self.lost = 0
+        self.returned = False  # back near frontal since the latest prompt
+        self.max_offset = 0.0
+        self.step_offsets: list[float] = []
+        self.best = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.state == "passed"
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("passed", "failed")
+
+    def update(self, faces: list[Face], scored: bool, match: bool, now: float,
+               other_person: bool = False) -> list[dict]:
+        """Take one frame: every face detected in it (any order), whether its largest face was
+        scored (passed the quality gate), matched (reached the identity threshold) and scored
+        below the consistency limit (`other_person`). Returns prompt events."""
+        if self.done:
+            return []
+        if self.started is None:
+            self.started = now
+        if self.deadline is not None and now > self.deadline:
+            return self._fail(f"{self.actions[self.step]} not done within "
+                              f"{self.config.challenge.step_s:g} s", now)
+        faces = sorted(faces, key=lambda f: -f.area)
+        if not faces:
+            self.lost += 1
+            if self.frontal is not None and self.lost > MAX_LOST:
+                return self._fail("the face left the frame during the check", now)
+            return []
+        self.lost = 0
+        face = faces[0]
+        if len(faces) > 1 and faces[1].area >= SECOND_FACE_AREA * face.area:
+            return self._fail(f"{len(faces)} faces in view: one person at a time", now)
+        if self.box is not None and _iou(self.box, face.box) < MIN_IOU:
+            return self._fail("the tracked face jumped (a swap or a second person)", now)
+        self.box = np.asarray(face.box, dtype=np.float64)
+        if self.frontal is None:
+            return self._start(face, scored, match, now)
+        if scored and other_person:
+            return self._fail("identity not held: a frame during the check scored as another "
+                              "person", now)
+        return self._advance(face, now)
+
+    def _start(self, face: Face, scored: bool, match: bool, now: float) -> list[dict]:
+        if not (scored and match and abs(naive_yaw(face.landmarks)) <= FRONTAL_YAW):
+            self.box = None  # nothing is tracked until a frontal, matching face
+            return []
+        self.frontal = np.asarray(face.landmarks, dtype=np.float64)
+        self.state = "checking"
+        return self._prompt(now)
+
+    def _prompt(self, now: float) -> list[dict]:
+        if self.config.mode != "active":
+            return []
+        self.deadline = now + self.config.challenge.step_s
+        self.returned = False
+        return [{"challenge": self.actions[self.step], "step": self.step + 1,
+                 "of": len(self.actions), "deadline_s": self.config.challenge.step_s,
+                 "mirrored": self.config.challenge.mirrored}]
+
+    def _advance(self, face: Face, now: float) -> list[dict]:
+        offset = nose_offset(self.frontal, face.landmarks)
+        if offset is None:
+            return []
+        self.max_offset = max(self.max_offset, offset.size)
+        self.best = max(self.best, offset.size)
+        done = motion(offset, self.config.challenge)
+        if self.config.mode == "passive":
+            if done is not None:
+                self._pass(now)
+            return []
+        action = self.actions[self.step]
+        self.returned |= offset.size < RETURNED
+        if self.returned and wrong_way(action, offset, self.config.challenge):
+            return self._fail(f"asked to {action}, the head turned the other way", now)
+        if done != action:
+            return []
+        self.step_offsets.append(round(self.best, 4))
+        self.best = 0.0
+        self.step += 1
+        if self.step == len(self.actions):
+            self._pass(now)
+            return []
+        return self._prompt(now)
+
+    def _pass(self, now: float) -> None:
+        self.state, self.decided, self.deadline = "passed", now, None
+
+    def _fail(self, reason: str, now: float) -> list[dict]:
+        self.state, self.reason, self.decided, self.deadline = "failed", reason, now, None
+        return []
+
+    def give_up(self, reason: str, now: float) -> None:
+        """End an undecided check (the source ended, the session timed out)."""
+        if not self.done:
+            if self.frontal is None:
+                reason = f"{reason} before a frontal face matching the reference was seen"
+            self._fail(reason, now)
+
+    def result(self) -> dict:
+        """The final JSON line's liveness part."""
+        out = {"mode": self.config.mode, "result": self.state, "reason": self.reason}
+        if self.config.mode == "off":
+            return out
+        out["signals"] = {"planarity_max_offset": round(self.max_offset, 4)}
+        if self.config.mode == "active":
+            out["challenge"] = self.actions
+            out["completed"] = self.step
+            out["step_offsets"] = self.step_offsets
+        if self.started is not None and self.decided is not None:
+            out["time_to_decision_s"] = round(self.decided - self.started, 3)
+        return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - w * h
+    return w * h / union if union > 0 else 0.0
