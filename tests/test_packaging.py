@@ -11,7 +11,8 @@ LOWER = {
     "storage": set(),
     "vision": {"storage"},
     "core": {"storage", "vision"},
-    "commands": {"storage", "vision", "core"},
+    "service": {"storage", "vision", "core"},
+    "commands": {"storage", "vision", "core", "service"},
 }
 BASE = {"siamese.runtime", "siamese.runtime.errors", "siamese.runtime.redact",
         "siamese.runtime._environment"}

@@ -1,0 +1,44 @@
+"""What every route needs: the service, and the caller's key checked for its scope."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from siamese.runtime.service.engine import ServiceError
+from siamese.runtime.service.keys import KeyEntry
+from siamese.runtime.service.state import Service
+
+bearer = HTTPBearer(auto_error=False, description="an API key from `siamese-serve keys add`")
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def caller(request: Request,
+           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+           ) -> KeyEntry:
+    """The key's entry (401 when missing or unknown), after its rate limit (429)."""
+    if credentials is None:
+        raise ServiceError(401, "missing API key: send Authorization: Bearer KEY",
+                           {"WWW-Authenticate": "Bearer"})
+    state = service(request)
+    entry = state.keys.authenticate(credentials.credentials)
+    if entry is None:
+        raise ServiceError(401, "unknown API key", {"WWW-Authenticate": "Bearer"})
+    state.limiter.take(entry.name)
+    return entry
+
+
+def admin(entry: Annotated[KeyEntry, Depends(caller)]) -> KeyEntry:
+    """An admin key (403 for a door key)."""
+    if entry.scope != "admin":
+        raise ServiceError(403, f"key {entry.name!r} has scope {entry.scope!r}; this needs admin")
+    return entry
+
+
+State = Annotated[Service, Depends(service)]
+Caller = Annotated[KeyEntry, Depends(caller)]  # any valid key
+Admin = Annotated[KeyEntry, Depends(admin)]  # an admin key
