@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 let stream = null;
 let countdown = null;
+let last = null;
 
 function show(id, text, cls) {
   const el = $(id);
@@ -30,14 +31,23 @@ async function frame(video, canvas) {
   canvas.width = video.videoWidth;
   canvas.height = video.videoHeight;
   canvas.getContext("2d").drawImage(video, 0, 0);
-  const blob = await new Promise((done) => canvas.toBlob(done, "image/jpeg", 0.9));
-  return blob.arrayBuffer();
+  last = await new Promise((done) => canvas.toBlob(done, "image/jpeg", 0.9));
+  return last.arrayBuffer();
+}
+
+function freeze() {
+  // the last frame sent stays on screen beside the decision
+  if (last) $("frame").src = URL.createObjectURL(last);
+  $("camera").hidden = true;
+  $("frame").hidden = false;
 }
 
 async function start() {
   show("decision", "", "");
   show("prompt", "");
   show("status", "starting the camera");
+  $("camera").hidden = false;
+  $("frame").hidden = true;
   const key = $("key").value;
   const person = $("person").value;
   const video = $("camera");
@@ -69,7 +79,8 @@ async function start() {
       show("decision", message.verified ? `VERIFIED: ${message.person}`
                                         : `NOT VERIFIED (${message.reason})`,
            message.verified ? "verified" : "rejected");
-      show("status", `${message.frames} frames`);
+      show("status", `${message.frames} frames; ${$("status").textContent}`);
+      freeze();
       stopCamera();
     } else if (message.type === "error") {
       show("decision", `error ${message.status}: ${message.error}`, "rejected");
