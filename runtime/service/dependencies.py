@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from siamese.runtime.errors import ReferenceError
 from siamese.runtime.service.engine import ServiceError
 from siamese.runtime.service.keys import KeyEntry
 from siamese.runtime.service.state import Service
+from siamese.runtime.storage.references import check_name
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `siamese-serve keys add`")
 
@@ -39,6 +41,16 @@ def admin(entry: Annotated[KeyEntry, Depends(caller)]) -> KeyEntry:
     return entry
 
 
+def person(name: Annotated[str, Path(pattern=r"^\w[\w .-]{0,63}$",
+                                     description="an enrolment name")]) -> str:
+    """The path's person name, checked like the CLI's (400 when not allowed)."""
+    try:
+        return check_name(name)
+    except ReferenceError as exc:
+        raise ServiceError(400, str(exc)) from None
+
+
 State = Annotated[Service, Depends(service)]
 Caller = Annotated[KeyEntry, Depends(caller)]  # any valid key
 Admin = Annotated[KeyEntry, Depends(admin)]  # an admin key
+PersonName = Annotated[str, Depends(person)]

@@ -11,6 +11,19 @@ from siamese.runtime.service import errors
 from siamese.runtime.service.guards import BodyLimit
 from siamese.runtime.service.routers import faces, ops, pages, people, sessions
 from siamese.runtime.service.state import Service
+from starlette.routing import Match
+
+
+def _routes(routes):
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # an included router
+        yield from _routes(inner.routes) if inner is not None else (route,)
+
+
+def _methods(app: FastAPI, scope) -> set[str]:
+    """Every method some route of this path allows."""
+    return {method for route in _routes(app.router.routes) if getattr(route, "methods", None)
+            and route.matches(scope)[0] != Match.NONE for method in route.methods}
 
 
 def create_app(state: Service) -> FastAPI:
@@ -32,6 +45,8 @@ def create_app(state: Service) -> FastAPI:
     async def count(request: Request, call_next):
         started = time.perf_counter()
         response = await call_next(request)
+        if response.status_code == 405:  # Starlette names only the first matching route's
+            response.headers["Allow"] = ", ".join(sorted(_methods(app, request.scope)))
         route = request.scope.get("route")
         state.metrics.observe(getattr(route, "path", "other"), response.status_code,
                               time.perf_counter() - started)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
-from siamese.runtime.service.dependencies import Caller, State
+from siamese.runtime.service.dependencies import Caller, PersonName, State
 from siamese.runtime.service.engine import Upload
 from siamese.runtime.service.schemas import (
     ERRORS,
@@ -47,7 +47,7 @@ async def identify(image: Annotated[UploadFile, File()], key: Caller,
 
 
 @router.post("/verify/{name}", response_model=VerifyResult)
-async def verify(name: str, image: Annotated[UploadFile, File()], key: Caller,
+async def verify(name: PersonName, image: Annotated[UploadFile, File()], key: Caller,
                  state: State):
     """Is the largest face in `image` the enrolled person `name`? (one frame, no voting)"""
     state.engine.template(name)

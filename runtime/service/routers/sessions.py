@@ -73,7 +73,8 @@ async def session(socket: WebSocket):
         await socket.close(4403)
         return
     if state.sessions >= state.config.max_sessions:
-        await socket.close(1013)  # try again later
+        await socket.accept()
+        await socket.close(1013, "too many sessions: try again later")
         return
     state.sessions += 1
     try:
