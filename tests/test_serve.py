@@ -250,6 +250,12 @@ def test_rate_limit_and_full_queue_answer_429_with_retry_after(server):
         assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
     finally:
         engine.capacity = saved_capacity
+    saved_timeout, engine.timeout_s = engine.timeout_s, 1e-4
+    try:
+        slow = compare(server, photo("Joan_Laporta", 1), photo("Joan_Laporta", 2))
+        assert slow.status_code == 503 and "longer than" in slow.json()["error"]
+    finally:
+        engine.timeout_s = saved_timeout
 
 
 def test_openapi_metrics_and_cors_off(server):

@@ -12,7 +12,8 @@ class ErrorBody(BaseModel):
 ERRORS = {status: {"model": ErrorBody, "description": text,
                    "content": {"application/json": {}}} for status, text in {
     400: "bad input", 401: "missing or unknown key", 403: "the key's scope does not allow it",
-    404: "not found", 413: "upload over the limit", 422: "no usable face, or too many",
+    404: "not found", 409: "already enrolled", 413: "upload over the limit",
+    422: "no usable face, or too many",
     429: "rate limit or queue full (see Retry-After)", 503: "over the request time limit"}.items()}
 
 
