@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from siamese.runtime.service.audit import AuditLog
@@ -35,11 +36,11 @@ class Service:
         return cls(config, keys, engine, AuditLog(config.audit),
                    RateLimiter(config.rate_per_s, config.burst))
 
-    def record(self, key: str, route: str, person: str | None = None,
+    async def record(self, key: str, route: str, person: str | None = None,
                score: float | None = None, decision: str | None = None,
                liveness: str | None = None) -> None:
-        """One audit line and one decision count."""
-        self.audit.append(key=key, route=route, person=person,
+        """One audit line (written and fsynced off the event loop) and one decision count."""
+        await asyncio.to_thread(self.audit.append, key=key, route=route, person=person,
                           score=None if score is None else round(float(score), 4),
                           decision=decision, liveness=liveness)
         if decision is not None:

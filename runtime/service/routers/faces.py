@@ -27,7 +27,7 @@ async def compare(a: Annotated[UploadFile, File()], b: Annotated[UploadFile, Fil
     """Are the faces in photos `a` and `b` the same person?"""
     result = await state.engine.run(state.engine.compare, await upload(a, "a"),
                                     await upload(b, "b"))
-    state.record(key.name, "compare", score=result.score,
+    await state.record(key.name, "compare", score=result.score,
                  decision="same" if result.same_person else "different")
     return CompareResult(score=round(result.score, 4), same_person=result.same_person,
                          threshold=result.threshold)
@@ -40,7 +40,7 @@ async def identify(image: Annotated[UploadFile, File()], key: Caller,
     faces = await state.engine.run(state.engine.identify, await upload(image, "image"),
                                    state.config.max_faces)
     for face in faces:
-        state.record(key.name, "identify", person=face.identity, score=face.score,
+        await state.record(key.name, "identify", person=face.identity, score=face.score,
                      decision="named" if face.identity != "unknown" else "unknown")
     return IdentifyResult(faces=[face.to_dict() for face in faces],
                           threshold=state.engine.base.threshold)
@@ -52,7 +52,7 @@ async def verify(name: PersonName, image: Annotated[UploadFile, File()], key: Ca
     """Is the largest face in `image` the enrolled person `name`? (one frame, no voting)"""
     state.engine.template(name)
     decision = await state.engine.run(state.engine.verify, name, await upload(image, "image"))
-    state.record(key.name, "verify", person=name, score=decision.score,
+    await state.record(key.name, "verify", person=name, score=decision.score,
                  decision="verified" if decision.match else "rejected")
     flags = list(decision.quality.flags) if decision.quality is not None else []
     return VerifyResult(person=name, verified=decision.match, face_found=decision.face_found,

@@ -30,12 +30,12 @@ async def enrol(name: PersonName, images: Annotated[list[UploadFile], File()], k
     uploads = [Upload(await f.read(), f"image {i}") for i, f in enumerate(images, start=1)]
     template = await state.engine.run(state.engine.enroll, name, uploads)
     await state.engine.add(template, replace)
-    state.record(key.name, "enrol", person=name, decision="enrolled")
+    await state.record(key.name, "enrol", person=name, decision="enrolled")
     return Person(name=name, images=len(template.embeddings))
 
 
 @router.delete("/{name}", response_model=Removed)
 async def remove(name: PersonName, key: Admin, state: State):
     await state.engine.remove(name)
-    state.record(key.name, "remove", person=name, decision="removed")
+    await state.record(key.name, "remove", person=name, decision="removed")
     return Removed(removed=name)

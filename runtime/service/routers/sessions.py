@@ -139,7 +139,7 @@ async def _run(socket: WebSocket, state: Service) -> None:
         if decision.verified:
             verified, reason = True, "votes reached"
             break
-    state.record(entry.name, "session", person=person, score=score,
+    await state.record(entry.name, "session", person=person, score=score,
                  decision="verified" if verified else "rejected")
     await socket.send_json({"type": "final", "person": person, "verified": verified,
                             "frames": frames, "reason": reason})
