@@ -1,4 +1,6 @@
-"""What every route needs: the service, and the caller's key checked for its scope."""
+"""What every route needs: the service, and the caller's key checked for its scope.
+
+All async: they run on the event loop (no thread hop; the rate limiter needs no lock)."""
 
 from __future__ import annotations
 
@@ -15,18 +17,18 @@ from siamese.runtime.storage.references import check_name
 bearer = HTTPBearer(auto_error=False, description="an API key from `siamese-serve keys add`")
 
 
-def service(request: Request) -> Service:
+async def service(request: Request) -> Service:
     return request.app.state.service
 
 
-def caller(request: Request,
-           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-           ) -> KeyEntry:
+async def caller(request: Request,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+                 ) -> KeyEntry:
     """The key's entry (401 when missing or unknown), after its rate limit (429)."""
     if credentials is None:
         raise ServiceError(401, "missing API key: send Authorization: Bearer KEY",
                            {"WWW-Authenticate": "Bearer"})
-    state = service(request)
+    state: Service = request.app.state.service
     entry = state.keys.authenticate(credentials.credentials)
     if entry is None:
         raise ServiceError(401, "unknown API key", {"WWW-Authenticate": "Bearer"})
@@ -34,15 +36,15 @@ def caller(request: Request,
     return entry
 
 
-def admin(entry: Annotated[KeyEntry, Depends(caller)]) -> KeyEntry:
+async def admin(entry: Annotated[KeyEntry, Depends(caller)]) -> KeyEntry:
     """An admin key (403 for a door key)."""
     if entry.scope != "admin":
         raise ServiceError(403, f"key {entry.name!r} has scope {entry.scope!r}; this needs admin")
     return entry
 
 
-def person(name: Annotated[str, Path(pattern=r"^\w[\w .-]{0,63}$",
-                                     description="an enrolment name")]) -> str:
+async def person(name: Annotated[str, Path(pattern=r"^\w[\w .-]{0,63}$",
+                                           description="an enrolment name")]) -> str:
     """The path's person name, checked like the CLI's (400 when not allowed)."""
     try:
         return check_name(name)
