@@ -12,7 +12,8 @@ LOWER = {
     "vision": {"storage"},
     "liveness": {"storage", "vision"},
     "core": {"storage", "vision", "liveness"},
-    "commands": {"storage", "vision", "liveness", "core"},
+    "service": {"storage", "vision", "liveness", "core"},
+    "commands": {"storage", "vision", "liveness", "core", "service"},
 }
 BASE = {"siamese.runtime", "siamese.runtime.errors", "siamese.runtime.redact",
         "siamese.runtime._environment"}

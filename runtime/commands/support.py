@@ -22,7 +22,8 @@ EXIT_OK, EXIT_NOT_VERIFIED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 # optional dependencies and the extra that installs them
 EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train",
           "onnxconverter_common": "train", "sklearn": "train", "matplotlib": "train",
-          "tqdm": "train", "dlib": "teacher", "face_recognition_models": "teacher"}
+          "tqdm": "train", "dlib": "teacher", "face_recognition_models": "teacher",
+          "fastapi": "serve", "uvicorn": "serve", "multipart": "serve"}
 
 
 def install_hint(extra: str) -> str:

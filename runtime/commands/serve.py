@@ -1,0 +1,135 @@
+"""`siamese-serve`: run the HTTP service, manage its API keys, check its audit log."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from siamese.runtime.commands.support import (
+    EXIT_NOT_VERIFIED,
+    FiniteFloat,
+    SiameseGroup,
+    setup_logging,
+)
+from siamese.runtime.errors import IntegrityError
+
+keys_option = click.option("--keys", "keys_file", required=True,
+                           type=click.Path(path_type=Path, dir_okay=False),
+                           help="The API keys file (salted hashes only, mode 0600).")
+
+
+@click.group(cls=SiameseGroup)
+def serve_main() -> None:
+    """An authenticated HTTP service over the runtime (needs the `serve` extra)."""
+
+
+@serve_main.command("run")
+@keys_option
+@click.option("--gallery", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The gallery (SQLite) the people routes use; created when absent.")
+@click.option("--audit", type=click.Path(path_type=Path, dir_okay=False),
+              help="The audit log (default: GALLERY.audit.jsonl).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="TLS certificate (PEM); with --key.")
+@click.option("--key", "tls_key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="TLS private key (PEM).")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP beyond loopback.")
+@click.option("--cors", multiple=True, help="An origin allowed cross-site (repeatable).")
+@click.option("--model", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="ONNX embedding model (default: the packaged one).")
+@click.option("--threshold", type=FiniteFloat(), help="Decision threshold (default: the model's).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Worker threads (default: cores).")
+@click.option("--queue", default=32, show_default=True, type=click.IntRange(0, 10_000),
+              help="Requests that may wait for a worker; beyond it: 429.")
+@click.option("--rate", default=50.0, show_default=True, type=FiniteFloat(0, 1e6, True),
+              help="Requests per second per key (burst: twice that).")
+@click.option("--max-body-mb", default=20.0, show_default=True, type=FiniteFloat(0, 1024, True))
+@click.option("--timeout", "timeout_s", default=15.0, show_default=True,
+              type=FiniteFloat(0, 3600, True), help="Seconds of work per request; beyond: 503.")
+@click.option("-v", "--verbose", is_flag=True)
+def run(keys_file, gallery, audit, host, port, cert, tls_key, insecure, cors, model, threshold,
+        workers, queue, rate, max_body_mb, timeout_s, verbose) -> None:
+    """Serve until SIGINT/SIGTERM (requests in flight finish first)."""
+    setup_logging(verbose)
+    from siamese.runtime.service.config import ServiceConfig
+    from siamese.runtime.service.server import serve
+
+    config = ServiceConfig(keys=keys_file, gallery=gallery,
+                           audit=audit or gallery.with_name(gallery.name + ".audit.jsonl"),
+                           model=model, threshold=threshold, host=host, port=port, cert=cert,
+                           key=tls_key, insecure=insecure, cors=tuple(cors), queue=queue,
+                           rate_per_s=rate, burst=max(1, int(2 * rate)),
+                           max_body_bytes=int(max_body_mb * (1 << 20)),
+                           request_timeout_s=timeout_s)
+    if workers:
+        config.workers = workers
+    config.check()
+    click.echo(f"siamese-serve on {'https' if cert else 'http'}://{host}:{port} "
+               f"({config.workers} workers)", err=True)
+    serve(config)
+
+
+@serve_main.group("keys")
+def keys_group() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys_group.command("add")
+@click.argument("name")
+@click.option("--scope", required=True, type=click.Choice(["admin", "door"]),
+              help="admin: everything; door: compare, identify, verify, sessions, list.")
+@keys_option
+def keys_add(name, scope, keys_file) -> None:
+    """Create a key; it is printed once (the last line), only its salted hash is stored."""
+    from siamese.runtime.service.keys import add_key
+
+    key = add_key(keys_file, name, scope)
+    click.echo(f"key {name!r} ({scope}) added to {keys_file}; it is shown once, store it now:")
+    click.echo(key)
+
+
+@keys_group.command("list")
+@keys_option
+def keys_list(keys_file) -> None:
+    """Name, scope and creation time of each key (never a secret)."""
+    import time
+
+    from siamese.runtime.service.keys import load_entries
+
+    for entry in load_entries(keys_file):
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.created))
+        click.echo(f"{entry.name}\t{entry.scope}\t{created}")
+
+
+@keys_group.command("revoke")
+@click.argument("name")
+@keys_option
+def keys_revoke(name, keys_file) -> None:
+    """Remove a key; a running server refuses it from its next request."""
+    from siamese.runtime.service.keys import revoke_key
+
+    revoke_key(keys_file, name)
+    click.echo(f"key {name!r} revoked")
+
+
+@serve_main.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit log."""
+
+
+@audit_group.command("verify")
+@click.argument("log", type=click.Path(path_type=Path, dir_okay=False))
+def audit_verify(log) -> None:
+    """Exit 0 when the chain is intact (prints its length and head), 1 naming the first bad
+    line when a line was edited, inserted or removed."""
+    from siamese.runtime.service.audit import verify_log
+
+    try:
+        head = verify_log(log)
+    except IntegrityError as exc:
+        click.echo(f"not verified: {exc}", err=True)
+        sys.exit(EXIT_NOT_VERIFIED)
+    click.echo(f"audit log {log}: {head.lines} lines intact, head {head.hash}")

@@ -1,0 +1,146 @@
+"""WebSocket /v1/sessions: a live verification, frame by frame, with K-of-N voting.
+
+Messages (JSON text; frames are binary JPEG or PNG):
+  client -> {"type": "start", "person": NAME, "key": KEY}   (or the key in Authorization)
+  server -> {"type": "ready", "person", "votes_needed", "window", "max_frames", "timeout_s"}
+  client -> binary frame, then waits for its answer
+  server -> {"type": "frame", "frame", "face_found", "score", "match", "votes",
+             "scored_frames", "verified", "quality_flags"}
+  server -> {"type": "challenge", "challenge": TEXT, "deadline_s": S}   (liveness prompts:
+             reserved for the liveness check; a client shows TEXT and its countdown)
+  server -> {"type": "final", "person", "verified", "frames", "reason"} and closes (1000)
+  server -> {"type": "error", "status", "error"} and closes (4000 + status)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from siamese.runtime.errors import SiameseError
+from siamese.runtime.service.engine import ServiceError
+from siamese.runtime.service.errors import status_of
+from siamese.runtime.service.state import Service
+
+router = APIRouter()
+START_TIMEOUT_S = 30.0
+
+
+def _origin_allowed(socket: WebSocket, state: Service) -> bool:
+    """Same-origin pages and --cors origins only (no cross-site WebSocket hijacking)."""
+    origin = socket.headers.get("origin")
+    if origin is None or origin in state.config.cors:
+        return True
+    return urlsplit(origin).netloc == socket.headers.get("host")
+
+
+async def _fail(socket: WebSocket, status: int, message: str) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await socket.send_json({"type": "error", "status": status, "error": message})
+        await socket.close(4000 + status)
+
+
+async def _start(socket: WebSocket, state: Service):
+    """The first message: who is to be verified, by which key."""
+    message = await asyncio.wait_for(socket.receive_text(), START_TIMEOUT_S)
+    try:
+        start = json.loads(message)
+        if not isinstance(start, dict) or start.get("type") != "start":
+            raise ValueError
+    except ValueError:
+        raise ServiceError(400, 'the first message must be {"type": "start", '
+                                '"person": NAME, "key": KEY}') from None
+    header = socket.headers.get("authorization", "")
+    key = start.get("key") or (header[7:] if header.lower().startswith("bearer ") else "")
+    entry = state.keys.authenticate(str(key)) if key else None
+    if entry is None:
+        raise ServiceError(401, "missing or unknown API key")
+    state.limiter.take(entry.name)
+    person = start.get("person")
+    if not isinstance(person, str):
+        raise ServiceError(400, "start needs a person")
+    return entry, person, state.engine.template(person)
+
+
+@router.websocket("/v1/sessions")
+async def session(socket: WebSocket):
+    state: Service = socket.app.state.service
+    if not _origin_allowed(socket, state):
+        await socket.close(4403)
+        return
+    if state.sessions >= state.config.max_sessions:
+        await socket.accept()
+        await socket.close(1013, "too many sessions: try again later")
+        return
+    state.sessions += 1
+    try:
+        await socket.accept()
+        await _run(socket, state)
+    except WebSocketDisconnect:
+        pass
+    except TimeoutError:
+        await _fail(socket, 408, "no start message in time")
+    except ServiceError as exc:
+        await _fail(socket, exc.status, str(exc))
+    except SiameseError as exc:
+        await _fail(socket, status_of(exc), str(exc))
+    finally:
+        state.sessions -= 1
+
+
+async def _run(socket: WebSocket, state: Service) -> None:
+    config, engine = state.config, state.engine
+    entry, person, template = await _start(socket, state)
+    vote = engine.new_vote()
+    await socket.send_json({"type": "ready", "person": person,
+                            "votes_needed": vote.needed, "window": vote.window,
+                            "max_frames": config.session_frames,
+                            "timeout_s": config.session_timeout_s})
+    deadline = time.monotonic() + config.session_timeout_s
+    frames, verified, reason, score = 0, False, "frame limit", None
+    while frames < config.session_frames:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            reason = "timeout"
+            break
+        try:
+            message = await asyncio.wait_for(socket.receive(), left)
+        except TimeoutError:
+            reason = "timeout"
+            break
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        data = message.get("bytes")
+        if not data:
+            raise ServiceError(400, "frames are binary messages (JPEG or PNG)")
+        if len(data) > config.max_frame_bytes:
+            raise ServiceError(413, f"frame over {config.max_frame_bytes:,} bytes")
+        try:
+            decision = await engine.run(engine.decide, data, template, vote, frames)
+        except ServiceError as exc:
+            if exc.status not in (429, 503):
+                raise
+            await socket.send_json({"type": "frame", "frame": frames, "skipped": str(exc)})
+            frames += 1
+            continue
+        frames += 1
+        score = decision.score if decision.score is not None else score
+        flags = list(decision.quality.flags) if decision.quality is not None else []
+        await socket.send_json({
+            "type": "frame", "frame": decision.frame, "face_found": decision.face_found,
+            "score": None if decision.score is None else round(decision.score, 4),
+            "match": decision.match, "votes": decision.votes,
+            "scored_frames": decision.scored_frames, "verified": decision.verified,
+            "quality_flags": flags})
+        if decision.verified:
+            verified, reason = True, "votes reached"
+            break
+    await state.record(entry.name, "session", person=person, score=score,
+                 decision="verified" if verified else "rejected")
+    await socket.send_json({"type": "final", "person": person, "verified": verified,
+                            "frames": frames, "reason": reason})
+    await socket.close(1000)
