@@ -30,8 +30,10 @@ def _centred(vectors: np.ndarray, centre: np.ndarray) -> np.ndarray:
 @click.option("--lfw-root", type=click.Path(path_type=Path), required=True)
 @click.option("--val-fraction", default=0.1, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="siamese-train's --seed.")
+@click.option("--allow-unproven-far", is_flag=True,
+              help="Keep a FAR 1e-3 threshold too few held-out pairs cannot show (tiny sets).")
 def main(train_npz: Path, test_npz: Path, lfw_root: Path, val_fraction: float,
-         seed: int) -> None:
+         seed: int, allow_unproven_far: bool) -> None:
     """TRAIN_NPZ: the teacher on DevTrain (centre and thresholds); TEST_NPZ: on DevTest."""
     train, test = np.load(train_npz), np.load(test_npz)
     centre = train["embeddings"].astype(np.float64).mean(0)
@@ -41,7 +43,8 @@ def main(train_npz: Path, test_npz: Path, lfw_root: Path, val_fraction: float,
     labels = np.unique(identities[val], return_inverse=True)[1]
     genuine, impostor = metrics.all_pair_scores(_centred(train["embeddings"][val], centre),
                                                 labels, "cosine")
-    calibration = calibrate(genuine, impostor, 1e-3, metrics.genuine_pair_weights(labels))
+    calibration = calibrate(genuine, impostor, 1e-3, metrics.genuine_pair_weights(labels),
+                            require_evidence=not allow_unproven_far)
 
     paths = [str(p) for p in test["paths"]]
     vectors = dict(zip(paths, _centred(test["embeddings"], centre), strict=True))

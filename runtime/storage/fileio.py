@@ -93,8 +93,8 @@ def check_output_path(path: str | Path) -> Path:
     path = Path(path)
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
-        return path
+    except (FileNotFoundError, NotADirectoryError):  # a new path (a parent may be a file:
+        return path  # make_private_dirs says so)
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
     if stat.S_ISREG(info.st_mode):
