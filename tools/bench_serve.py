@@ -58,7 +58,7 @@ def row(name: str, seconds: float, latencies: list[float], statuses: list[int]) 
 
 class Server:
     def __init__(self, folder: Path, workers: int) -> None:
-        keys = folder / "keys.json"
+        keys, self.folder = folder / "keys.json", folder
         env = {**os.environ, "SIAMESE_KEY_FILE": str(folder / "template.key"),
                "SIAMESE_CACHE": str(folder / "cache")}
         self.admin = self._key(keys, "bench-admin", "admin", env)
@@ -257,7 +257,8 @@ def fuzz(server: Server, examples: int, log: Path | None) -> str:
     command = ["schemathesis", "run", f"{server.url}/openapi.json",
                "-H", f"Authorization: Bearer {server.admin}", "--max-examples", str(examples),
                "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--no-color"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          cwd=server.folder)  # its .schemathesis/ state stays in the scratch
     if log is not None:
         log.write_text(done.stdout + done.stderr)
     tail = "\n".join(line for line in done.stdout.strip().splitlines()[-40:]
