@@ -67,7 +67,7 @@ def test_a_flat_print_never_leaves_its_plane(yaw, pitch, roll, distance):
     assert offset is None or offset.size < 1e-3  # None: too foreshortened to judge
 
 
-@pytest.mark.parametrize("yaw, action", [(30, "turn_left"), (-30, "turn_right")])
+@pytest.mark.parametrize("yaw, action", [(45, "turn_left"), (-45, "turn_right")])
 def test_a_head_turn_leaves_the_plane_in_its_direction(yaw, action):
     offset = nose_offset(landmarks(HEAD), landmarks(HEAD, yaw))
     assert offset.size > TURN_OFFSET
@@ -76,7 +76,7 @@ def test_a_head_turn_leaves_the_plane_in_its_direction(yaw, action):
 
 
 def test_a_nod_is_vertical_and_a_roll_is_planar():
-    nod = nose_offset(landmarks(HEAD), landmarks(HEAD, pitch=30))
+    nod = nose_offset(landmarks(HEAD), landmarks(HEAD, pitch=45))
     assert motion(nod, ChallengeConfig()) == "nod"
     roll = nose_offset(landmarks(HEAD), landmarks(HEAD, roll=30))
     assert motion(roll, ChallengeConfig()) is None
@@ -110,8 +110,8 @@ def feed(check, frames, fps=15.0, match=True, start=0.0):
 
 
 def perform(action: str, points=HEAD, frames=10):
-    yaw = {"turn_left": 35, "turn_right": -35}.get(action, 0)
-    pitch = 30 if action == "nod" else 0
+    yaw = {"turn_left": 50, "turn_right": -50}.get(action, 0)
+    pitch = 45 if action == "nod" else 0
     out = [[face(landmarks(points, yaw * t, pitch * t))] for t in np.linspace(0, 1, frames)]
     return out + [[face(landmarks(points, yaw * t, pitch * t))]
                   for t in np.linspace(1, 0, frames)]

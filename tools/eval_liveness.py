@@ -172,9 +172,10 @@ class ResponsiveClip:
     def __call__(self, asked: str | None) -> np.ndarray:
         if asked != self.last_asked:
             self.last_asked = asked
-            if asked in self.clip.segments:
+            if asked in self.clip.segments:  # finish the motion under way, react, perform
                 delay = int(self.rng.uniform(0.3, 0.8) * self.fps)
-                self.queue = [self.rng.choice(self.clip.idle)] * delay + self.clip.segments[asked]
+                rest = self.queue[-1] if self.queue else self.rng.choice(self.clip.idle)
+                self.queue = self.queue + [rest] * delay + self.clip.segments[asked]
         if self.queue:
             return self.clip.frames[self.queue.pop(0)]
         self.cursor += 1

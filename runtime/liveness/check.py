@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from siamese.runtime.errors import ConfigError
-from siamese.runtime.liveness.challenge import ChallengeConfig, draw_actions, motion, wrong_way
+from siamese.runtime.liveness.challenge import (
+    HOLD_FRAMES,
+    ChallengeConfig,
+    draw_actions,
+    motion,
+    wrong_way,
+)
 from siamese.runtime.liveness.planarity import naive_yaw, nose_offset
 from siamese.runtime.vision.detector import Face
 
@@ -65,6 +71,7 @@ class LivenessCheck:
         self.box: np.ndarray | None = None
         self.lost = 0
         self.returned = False  # back near frontal since the latest prompt
+        self.held = 0  # consecutive frames performing the asked motion
         self.max_offset = 0.0
         self.step_offsets: list[float] = []
         self.best = 0.0
@@ -138,17 +145,19 @@ class LivenessCheck:
         self.best = max(self.best, offset.size)
         done = motion(offset, self.config.challenge)
         if self.config.mode == "passive":
-            if done is not None:
+            self.held = self.held + 1 if done is not None else 0
+            if self.held >= HOLD_FRAMES:
                 self._pass(now)
             return []
         action = self.actions[self.step]
         self.returned |= offset.size < RETURNED
         if self.returned and wrong_way(action, offset, self.config.challenge):
             return self._fail(f"asked to {action}, the head turned the other way", now)
-        if done != action:
+        self.held = self.held + 1 if done == action else 0
+        if self.held < HOLD_FRAMES:
             return []
         self.step_offsets.append(round(self.best, 4))
-        self.best = 0.0
+        self.best, self.held = 0.0, 0
         self.step += 1
         if self.step == len(self.actions):
             self._pass(now)
