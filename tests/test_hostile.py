@@ -249,8 +249,9 @@ def test_training_commands_without_their_extra_say_which_to_install(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
-        "error: this command needs tqdm, which is not installed: "
-        "pip install 'siamese-edge[train]'"]
+        "error: this command needs tqdm, which is not installed: pip install "
+        '"<checkout>[train]" (from the siamese-edge source tree: pip install ".[train]"; the '
+        'package is not on PyPI)']
 
 
 # --- images and frames --------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from siamese.runtime.consistency import ConsistencyRule
 from siamese.runtime.errors import ConfigError
 from siamese.runtime.liveness.challenge import TURN_OFFSET, ChallengeConfig, draw_actions, motion
 from siamese.runtime.liveness.check import LivenessCheck, LivenessConfig
@@ -216,6 +217,8 @@ class _Source:
 
 class _Verifier:
     """Decides from the face list carried in the frame's image slot."""
+
+    consistency = ConsistencyRule(0.2, 0.2, "cosine")
 
     def new_vote(self):
         return Vote(1, 1)
