@@ -39,7 +39,7 @@ PACKAGED = {m.name: m for m in (
 
 # Chosen by measurement (docs/MODEL_CARD.md, "Defaults per use"): a door sees frontal, cooperative
 # faces at camera rate; photos are turned, small and years apart.
-DEFAULTS = {"door": "edge", "photos": "edge"}
+DEFAULTS = {"door": "edge", "photos": "sface"}
 USES = tuple(DEFAULTS)
 
 

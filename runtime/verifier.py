@@ -227,6 +227,31 @@ class Verifier:
         7.9% with two or more such faces) a ratio of 1.3 takes 80.5% of the multi-face photos,
         and the face taken is the photo's subject (the central one) in 99.1% of them.
         """
+        faces = self._usable_faces(image, source)
+        if len(faces) > 1 and faces[0].area < DOMINANT_AREA_RATIO * faces[1].area:
+            sides = ", ".join(f"{min(f.box[2], f.box[3]):.0f}" for f in faces[:3])
+            raise ReferenceError(f"{len(faces)} faces of similar size in {source} ({sides} px): "
+                                 f"a reference must show one person clearly larger than others")
+        return faces[0]
+
+    def subject_face(self, image: np.ndarray, source: str) -> tuple[Face, tuple[str, ...]]:
+        """The face a photo is about, answering where `dominant_face` refuses: among faces of
+        similar size (within DOMINANT_AREA_RATIO of the largest) the one nearest the centre,
+        flagged "several_faces"."""
+        faces = self._usable_faces(image, source)
+        similar = [f for f in faces if f.area * DOMINANT_AREA_RATIO > faces[0].area]
+        if len(similar) == 1:
+            return faces[0], ()
+        height, width = image.shape[:2]
+
+        def off_centre(face: Face) -> float:
+            x, y, w, h = face.box
+            return float(np.hypot(x + w / 2 - width / 2, y + h / 2 - height / 2))
+
+        return min(similar, key=off_centre), ("several_faces",)
+
+    def _usable_faces(self, image: np.ndarray, source: str) -> list[Face]:
+        """Faces at least --min-face in size, largest first (a lone smaller face counts)."""
         detected = self.detector.detect(image)
         faces = sorted((f for f in detected if min(f.box[2], f.box[3])
                         >= self.config.quality.min_face_px), key=lambda f: -f.area)
@@ -236,15 +261,13 @@ class Verifier:
             raise ReferenceError(f"no usable face in {source}" + (
                 f" (the faces found are smaller than --min-face "
                 f"{self.config.quality.min_face_px:g} px)" if detected else ""))
-        if len(faces) > 1 and faces[0].area < DOMINANT_AREA_RATIO * faces[1].area:
-            sides = ", ".join(f"{min(f.box[2], f.box[3]):.0f}" for f in faces[:3])
-            raise ReferenceError(f"{len(faces)} faces of similar size in {source} ({sides} px): "
-                                 f"a reference must show one person clearly larger than others")
-        return faces[0]
+        return faces
 
-    def assessed_embedding(self, image: np.ndarray, source: str) -> tuple[np.ndarray, Quality]:
-        """The dominant face's embedding and its quality (not gated: the caller decides)."""
-        face = self.dominant_face(image, source)
+    def assessed_embedding(self, image: np.ndarray, source: str,
+                           face: Face | None = None) -> tuple[np.ndarray, Quality]:
+        """The embedding of `face` (default: the dominant face) and its quality (not gated:
+        the caller decides)."""
+        face = self.dominant_face(image, source) if face is None else face
         crop = align_face(image, face.landmarks)
         return self.embedder.embed(crop)[0], assess(face, crop, self.config.quality)
 
@@ -299,8 +322,9 @@ class Verifier:
                 strict: bool = False) -> Comparison:
         """Are two faces the same person? Each is an image path or a frame (numpy array)
         showing one face; the decision uses this verifier's threshold. Photos that fail the
-        quality gate are still compared, their flags in `quality_flags`; `strict` refuses
-        them (ReferenceError), as enrolment does.
+        quality gate, or show several faces of similar size (the central one is taken), are
+        still compared, their flags in `quality_flags`; `strict` refuses them
+        (ReferenceError), as enrolment does.
 
         >>> Verifier.from_model().compare("a.jpg", "b.jpg").same_person
         """
@@ -320,8 +344,9 @@ class Verifier:
             image, source = as_bgr_frame(item), "the frame"
         if strict:
             return self._single_face_embedding(image, source), ()
-        embedding, quality = self.assessed_embedding(image, source)
-        return embedding, quality.flags
+        face, flags = self.subject_face(image, source)
+        embedding, quality = self.assessed_embedding(image, source, face)
+        return embedding, quality.flags + flags
 
     def load_reference(self, spec: str | Path) -> Template:
         """A saved template (.json), an image, or a folder of images of one person."""

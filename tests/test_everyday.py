@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from siamese.runtime.model_zoo import default_model
 from siamese.runtime.storage.gallery import Gallery, GalleryIndex
 from siamese.runtime.verifier import DEFAULT_MODEL, Verifier
 
@@ -41,7 +42,7 @@ def lines(result: subprocess.CompletedProcess) -> list[dict]:
 
 
 def threshold() -> str:
-    return str(Verifier.from_model().embedder.info.accuracy_threshold)
+    return str(Verifier.from_model(default_model("photos")).embedder.info.accuracy_threshold)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def test_remove_and_duplicate_names(tmp_path):
 
 def test_concurrent_writers_keep_every_person(tmp_path):
     path = tmp_path / "g.db"
-    verifier = Verifier.from_model(cache_dir=tmp_path / "c")
+    verifier = Verifier.from_model(default_model("photos"), cache_dir=tmp_path / "c")
     Gallery.open(path, verifier, create=True).close()
     processes = [subprocess.Popen([sys.executable, "-c", "from siamese.runtime.commands.gallery "
                                    "import gallery_main; gallery_main()", "add", str(path), name,
@@ -209,7 +210,7 @@ def test_embed_writes_every_face_of_a_folder(suffix, tmp_path):
     out = tmp_path / f"e{suffix}"
     result = run("embed", str(PEOPLE / "Andy_Roddick"), "--out", str(out), "--batch-size", "3")
     assert result.returncode == 0, result.stderr
-    verifier = Verifier.from_model(cache_dir=tmp_path)
+    verifier = Verifier.from_model(default_model("photos"), cache_dir=tmp_path)
     first = sorted((PEOPLE / "Andy_Roddick").glob("*.jpg"))[0]
     if suffix == ".npz":
         data = np.load(out)
