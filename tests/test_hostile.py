@@ -108,6 +108,14 @@ def verifier(tmp_path_factory) -> Verifier:
     return Verifier.from_model(cache_dir=tmp_path_factory.mktemp("refs"))
 
 
+@pytest.fixture(scope="module")
+def photo_verifier(tmp_path_factory) -> Verifier:
+    """The model the gallery and identify commands use by default."""
+    from siamese.runtime.model_zoo import default_model
+
+    return Verifier.from_model(default_model("photos"), cache_dir=tmp_path_factory.mktemp("p"))
+
+
 @pytest.fixture
 def template_file(tmp_path) -> Path:
     store = tmp_path / "andy.json"
@@ -786,12 +794,12 @@ def test_every_writer_checks_its_output_path(kind, tmp_path):
 
 # --- galleries: read-only readers, "not a siamese gallery", a signed set of people -------------
 @pytest.fixture(scope="module")
-def two_people(verifier, tmp_path_factory) -> Path:
+def two_people(photo_verifier, tmp_path_factory) -> Path:
     from siamese.runtime.storage.gallery import Gallery
     path = tmp_path_factory.mktemp("gallery") / "site.db"
-    with Gallery.open(path, verifier, create=True) as gallery:
-        gallery.add(verifier.enroll("andy", ANDY[:2]))
-        gallery.add(verifier.enroll("joschka", JOSCHKA[:2]))
+    with Gallery.open(path, photo_verifier, create=True) as gallery:
+        gallery.add(photo_verifier.enroll("andy", ANDY[:2]))
+        gallery.add(photo_verifier.enroll("joschka", JOSCHKA[:2]))
     return path
 
 
@@ -867,7 +875,8 @@ def test_damaged_galleries_are_not_a_siamese_gallery_exit_2(kind, two_people, tm
     command("gallery", "list", str(path)).one_line(2, "not a siamese gallery")
 
 
-def test_a_gallery_on_read_only_storage_can_be_read(two_people, tmp_path, verifier, monkeypatch):
+def test_a_gallery_on_read_only_storage_can_be_read(two_people, tmp_path, photo_verifier,
+                                                 monkeypatch):
     """Read-only media: the file cannot be written, so SQLite opens it immutable (no locks, no
     -shm), and the people are read."""
     from siamese.runtime.storage import gallery as module
@@ -879,7 +888,7 @@ def test_a_gallery_on_read_only_storage_can_be_read(two_people, tmp_path, verifi
     folder.chmod(0o555)
     try:
         monkeypatch.setattr(module, "_writable", lambda p: False)  # as on a read-only mount
-        with module.Gallery.open(path, verifier, read_only=True) as gallery:
+        with module.Gallery.open(path, photo_verifier, read_only=True) as gallery:
             assert gallery.names() == ["andy", "joschka"] and len(gallery.index()) == 2
         if os.geteuid() != 0:  # without the monkeypatch, as an ordinary user would
             monkeypatch.undo()
@@ -920,7 +929,7 @@ def test_a_removed_person_put_back_is_refused(two_people, tmp_path):
 
 
 def test_rows_removed_or_swapped_outside_the_gallery_are_refused(two_people, tmp_path,
-                                                                 verifier):
+                                                                 photo_verifier):
     from siamese.runtime.storage.gallery import Gallery
     removed = _copy(two_people, tmp_path)
     _sql(removed, "DELETE FROM people WHERE name = 'joschka'")
@@ -928,28 +937,28 @@ def test_rows_removed_or_swapped_outside_the_gallery_are_refused(two_people, tmp
     swapped = tmp_path / "swapped.db"
     swapped.write_bytes(two_people.read_bytes())
     old = _row(swapped, "andy")  # andy's older row, swapped back in after a --replace
-    with Gallery.open(swapped, verifier) as gallery:
+    with Gallery.open(swapped, photo_verifier) as gallery:
         generation = gallery.generation
-        gallery.add(verifier.enroll("andy", ANDY[1:3]), replace=True)
+        gallery.add(photo_verifier.enroll("andy", ANDY[1:3]), replace=True)
         assert gallery.generation == generation + 1
     _sql(swapped, "UPDATE people SET template = ? WHERE name = 'andy'", params=(old,))
     command("gallery", "list", str(swapped)).one_line(2, "signed manifest", "andy")
 
 
 def test_a_rolled_back_gallery_is_refused_given_the_last_generation(two_people, tmp_path,
-                                                                    verifier):
+                                                                    photo_verifier):
     from siamese.runtime.storage.gallery import Gallery
     path = _copy(two_people, tmp_path)
     backup = path.read_bytes()
-    with Gallery.open(path, verifier) as gallery:
+    with Gallery.open(path, photo_verifier) as gallery:
         gallery.remove("joschka")
         last = gallery.generation
     path.write_bytes(backup)  # the whole file rolled back: consistent, and signed
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    with Gallery.open(path, verifier, read_only=True) as gallery:
+    with Gallery.open(path, photo_verifier, read_only=True) as gallery:
         assert gallery.names() == ["andy", "joschka"]  # undetectable from inside the file
-    with Gallery.open(path, verifier, read_only=True, expected_generation=last) as gallery, \
+    with Gallery.open(path, photo_verifier, read_only=True, expected_generation=last) as gallery, \
             pytest.raises(IntegrityError, match="rolled back"):
         gallery.names()
 
