@@ -90,19 +90,7 @@ def score_lfw(vectors: dict[str, np.ndarray], test_paths: list[str], metric: str
     labels = np.array([path.split("/")[0] for path in test_paths])
     genuine, impostor = metrics.all_pair_scores(np.stack([vectors[p] for p in test_paths]),
                                                 labels, metric)
-    far_threshold = calibration.far_threshold
-    tar_cal, far_cal = metrics.rates(genuine, impostor, far_threshold)
-    all_pairs = {
-        "images": len(test_paths), "genuine_pairs": int(len(genuine)),
-        "impostor_pairs": int(len(impostor)),
-        "auc": metrics.roc_auc(genuine, impostor),
-        "eer": metrics.equal_error_rate(genuine, impostor),
-        "d_prime": metrics.d_prime(genuine, impostor),
-        "tar_at_far": {f"{far:g}": metrics.tar_at_far(genuine, impostor, far)
-                       for far in FAR_TARGETS},
-        "calibrated": {"threshold": far_threshold, "target_far": calibration.target_far,
-                       "tar": tar_cal, "far": far_cal},
-    }
+    all_pairs = {"images": len(test_paths), **all_pair_figures(genuine, impostor, calibration)}
     report = {"metric": metric, "view1": view1, "devtest_all_pairs": all_pairs,
               "_roc": metrics.roc_curve(genuine, impostor),
               "_tsne": (np.stack([vectors[p] for p in test_paths]), labels)}
@@ -117,6 +105,23 @@ def score_lfw(vectors: dict[str, np.ndarray], test_paths: list[str], metric: str
                         if seen else None),
         }
     return report
+
+
+def all_pair_figures(genuine: np.ndarray, impostor: np.ndarray,
+                     calibration: Calibration) -> dict:
+    """Pair counts, AUC, EER, d', TAR at each FAR target and the rates at the calibrated
+    threshold, over every pair of a set of held-out images."""
+    tar_cal, far_cal = metrics.rates(genuine, impostor, calibration.far_threshold)
+    return {
+        "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
+        "auc": metrics.roc_auc(genuine, impostor),
+        "eer": metrics.equal_error_rate(genuine, impostor),
+        "d_prime": metrics.d_prime(genuine, impostor),
+        "tar_at_far": {f"{far:g}": metrics.tar_at_far(genuine, impostor, far)
+                       for far in FAR_TARGETS},
+        "calibrated": {"threshold": calibration.far_threshold,
+                       "target_far": calibration.target_far, "tar": tar_cal, "far": far_cal},
+    }
 
 
 def write_report(report: dict, out_dir: Path, title: str, people: str = "DevTest") -> Path:

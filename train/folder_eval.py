@@ -12,7 +12,7 @@ import numpy as np
 from siamese.runtime.errors import DatasetError
 from siamese.train import metrics
 from siamese.train.calibration import Calibration
-from siamese.train.evaluate import FAR_TARGETS, EmbedFn, embed_paths
+from siamese.train.evaluate import EmbedFn, all_pair_figures, embed_paths
 from siamese.train.face_cache import AlignedFaces
 
 
@@ -35,7 +35,6 @@ def evaluate_folder(embed: EmbedFn, metric: str, calibration: Calibration, faces
                                  replace=False)]
     scores = np.concatenate([genuine, sample])
     same = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(sample), bool)])
-    tar_cal, far_cal = metrics.rates(genuine, impostor, calibration.far_threshold)
     pairs = {
         "pairs": int(len(same)), "genuine_pairs": int(len(genuine)),
         "accuracy": metrics.accuracy(scores, same, calibration.accuracy_threshold),
@@ -44,17 +43,8 @@ def evaluate_folder(embed: EmbedFn, metric: str, calibration: Calibration, faces
                                                     metrics.best_threshold(scores, same)),
         "best_threshold_note": "oracle: threshold chosen on these pairs themselves",
     }
-    all_pairs = {
-        "people": int(len(people)), "images": len(paths), "genuine_pairs": int(len(genuine)),
-        "impostor_pairs": int(len(impostor)),
-        "auc": metrics.roc_auc(genuine, impostor),
-        "eer": metrics.equal_error_rate(genuine, impostor),
-        "d_prime": metrics.d_prime(genuine, impostor),
-        "tar_at_far": {f"{far:g}": metrics.tar_at_far(genuine, impostor, far)
-                       for far in FAR_TARGETS},
-        "calibrated": {"threshold": calibration.far_threshold,
-                       "target_far": calibration.target_far, "tar": tar_cal, "far": far_cal},
-    }
+    all_pairs = {"people": int(len(people)), "images": len(paths),
+                 **all_pair_figures(genuine, impostor, calibration)}
     return {"metric": metric, "held_out_people": sorted(people.tolist()),
             "folder_pairs": pairs, "folder_all_pairs": all_pairs,
             "_roc": metrics.roc_curve(genuine, impostor), "_tsne": (matrix, labels)}
