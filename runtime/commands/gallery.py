@@ -39,6 +39,14 @@ from siamese.runtime.errors import ConfigError, IntegrityError, SiameseError
 gallery_argument = click.argument("gallery", type=click.Path(path_type=Path))
 
 
+def enrolment_options(command):
+    """The options `gallery add` and `gallery import` share."""
+    for option in reversed((lookalike_option, model_options, site_option, quality_options,
+                            min_photos_option, precision_option, verbose_option)):
+        command = option(command)
+    return command
+
+
 def _open(gallery, model, providers, cache_dir, key_file, create=False, site=None,
           threshold=None, quality=None, read_only=False):
     from siamese.runtime.storage.gallery import Gallery
@@ -70,13 +78,7 @@ def gallery_main() -> None:
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--replace", is_flag=True, help="Replace NAME if already enrolled.")
-@lookalike_option
-@model_options
-@site_option
-@quality_options
-@min_photos_option
-@precision_option
-@verbose_option
+@enrolment_options
 def add(gallery, name, images, replace, lookalike_margin, model, providers, cache_dir, key_file,
         site, quality, min_photos, precision, verbose):
     """Enrol NAME from IMAGES (files or folders of one person) into GALLERY.
@@ -107,13 +109,7 @@ def _emit_skipped(name: str, skipped: list[tuple[str, str]]) -> None:
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--replace", is_flag=True, help="Replace people already enrolled with other "
                                               "photos.")
-@lookalike_option
-@model_options
-@site_option
-@quality_options
-@min_photos_option
-@precision_option
-@verbose_option
+@enrolment_options
 def import_folder(gallery, folder, replace, lookalike_margin, model, providers, cache_dir,
                   key_file, site, quality, min_photos, precision, verbose):
     """Enrol every FOLDER/<person>/<images> into GALLERY (one JSON line per person).
@@ -138,21 +134,14 @@ def import_folder(gallery, folder, replace, lookalike_margin, model, providers, 
         for person in sorted(p for p in folder.iterdir() if p.is_dir()):
             try:
                 result = enroll_skipping(verifier, person.name, [person], min_photos)
-            except IntegrityError:
-                raise
-            except SiameseError as exc:
-                skipped_people += 1
-                emit({"name": person.name, "status": "skipped", "reason": str(exc)})
-                continue
-            before = existing.get(person.name)
-            if before is not None and same_photos(before, result.template):
-                done += 1  # nothing to do: its skipped photos were reported when it was added
-                emit({"name": person.name, "status": "unchanged",
-                      "skipped_images": len(result.skipped)})
-                continue
-            _emit_skipped(person.name, result.skipped)
-            skipped_images += len(result.skipped)
-            try:
+                before = existing.get(person.name)
+                if before is not None and same_photos(before, result.template):
+                    done += 1  # nothing to do: its skipped photos were reported when added
+                    emit({"name": person.name, "status": "unchanged",
+                          "skipped_images": len(result.skipped)})
+                    continue
+                _emit_skipped(person.name, result.skipped)
+                skipped_images += len(result.skipped)
                 store.add(result.template, replace=replace)
             except IntegrityError:
                 raise

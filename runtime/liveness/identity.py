@@ -56,6 +56,6 @@ def identify_live(detect: Callable, identify: Callable, frames: Iterable, config
             live.name = top.identity
         if live.check.done:
             return live
-    live.check.give_up("timed out" if getattr(frames, "timed_out", False)
+    live.check.give_up("timed out" if frames.timed_out
                        else "the source ended", clock())
     return live
