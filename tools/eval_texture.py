@@ -4,7 +4,8 @@ For every frame's largest face (YuNet at 320 px, as the liveness evaluation runs
 model's real score, per model and fused; then, per group (a folder of attack videos, or the
 bona fide clips), the score distribution, the fraction of frames under each threshold and the
 fraction of "sessions" (consecutive windows of --window scored frames, as the liveness check
-takes the median of its first frames) whose median is under it. Bona fide: under = refused
+takes the median of its first frames) whose median is under it, and the files whose first
+--window scored frames have a median under it. Bona fide: under = refused
 (BPCER); attacks: at or over = accepted (APCER). And the cost per face (crop, resize, run).
 
     python tools/eval_texture.py --bona-fide /work/data/bona-fide \\
@@ -69,8 +70,8 @@ def bench(model: TextureModel, path: Path, runs: int) -> str:
 
 
 def table(records: list[dict], thresholds: list[float], window: int, column: str) -> None:
-    print(f"\n{column} | frames | median | p10 | p90 | " + " | ".join(
-        f"frames < {t:g} | windows < {t:g}" for t in thresholds))
+    print(f"\ngroup | frames | median | p10 | p90 | " + " | ".join(
+        f"frames < {t:g} | windows < {t:g} | files < {t:g}" for t in thresholds))
     groups = sorted({r["group"] for r in records}, key=lambda g: (g != "bona_fide", g))
     for group in groups:
         files = [r for r in records if r["group"] == group]
@@ -78,10 +79,12 @@ def table(records: list[dict], thresholds: list[float], window: int, column: str
         medians = [statistics.median(score(row, column) for row in r["scores"][i:i + window])
                    for r in files for i in range(0, max(1, len(r["scores"]) - window + 1),
                                                  window) if r["scores"]]
+        firsts = [statistics.median(score(row, column) for row in r["scores"][:window])
+                  for r in files if r["scores"]]
         if not scores:
             continue
         cells = " | ".join(f"{np.mean(np.less(scores, t)):.1%} | {np.mean(np.less(medians, t)):.1%}"
-                           for t in thresholds)
+                           f" | {sum(f < t for f in firsts)}/{len(firsts)}" for t in thresholds)
         print(f"{group} ({len(files)} files, {len(medians)} windows) | {len(scores)} | "
               f"{np.median(scores):.3f} | {np.percentile(scores, 10):.3f} | "
               f"{np.percentile(scores, 90):.3f} | {cells}")
