@@ -70,7 +70,7 @@ def bench(model: TextureModel, path: Path, runs: int) -> str:
 
 
 def table(records: list[dict], thresholds: list[float], window: int, column: str) -> None:
-    print(f"\ngroup | frames | median | p10 | p90 | " + " | ".join(
+    print("\ngroup | frames | median | p10 | p90 | " + " | ".join(
         f"frames < {t:g} | windows < {t:g} | files < {t:g}" for t in thresholds))
     groups = sorted({r["group"] for r in records}, key=lambda g: (g != "bona_fide", g))
     for group in groups:
