@@ -1,14 +1,14 @@
 """One session's liveness check: fed each frame's faces, it decides passed or failed, with why.
 
 Modes: "off" (passes at once), "active" (a random challenge, runtime.liveness.challenge) and
-"passive" (no prompts: the tracked face must show a non-planar motion of its own, the 3-D test
-alone). Both others hold identity: the same tracked face from the frontal (matching) frame to
-the end, and no frame scored during the check below the verifier's consistency limit (the score
-under which a face is taken for another person; low-resolution frames of the right person do
-fall under the identity threshold itself, see docs/LIVENESS.md). A second face, a jump of the
-tracked box (a swap), or the face missing for more than MAX_LOST frames fails the check.
-The clock is the caller's (`now` in seconds), so a file, a camera or a scripted source all run
-under the same deadlines.
+"passive" (no prompts: the tracked face must show a non-planar motion of its own, the 3-D test,
+plus the texture signal below). Both others hold identity: the same tracked face from the
+frontal (matching) frame to the end, and no frame scored during the check below the verifier's
+consistency limit (the score under which a face is taken for another person; low-resolution
+frames of the right person do fall under the identity threshold itself, see docs/LIVENESS.md). A
+second face, a jump of the tracked box (a swap), or the face missing for more than MAX_LOST
+frames fails the check. The clock is the caller's (`now` in seconds), so a file, a camera or a
+scripted source all run under the same deadlines.
 
 The texture signal (runtime.liveness.passive, config `texture`) scores the tracked face on the
 first TEXTURE_FRAMES frames from the frontal start; "refuse" fails a check that would pass when
