@@ -120,7 +120,7 @@ class VerificationSession:
             scored = decision.quality is not None and decision.quality.ok
             other = decision.score is not None and decision.score < self.identity_floor
             self.events.extend(self.liveness.update(decision.faces, scored, decision.match,
-                                                    self.clock(), other))
+                                                    self.clock(), other, frame.image))
             decision.verified = decision.verified and self.liveness.passed
             yield decision
             if decision.verified:

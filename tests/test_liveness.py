@@ -96,8 +96,9 @@ def test_degenerate_or_broken_landmarks_give_no_offset():
 
 # --- the challenge -----------------------------------------------------------------------------
 def active(steps=2, step_s=5.0, **kw) -> LivenessCheck:
-    return LivenessCheck(LivenessConfig("active", ChallengeConfig(steps=steps, step_s=step_s,
-                                                                  **kw)), random.Random(7))
+    """An active check on synthetic faces (no frames: the texture signal is off)."""
+    challenge = ChallengeConfig(steps=steps, step_s=step_s, **kw)
+    return LivenessCheck(LivenessConfig("active", challenge, texture="off"), random.Random(7))
 
 
 def feed(check, frames, fps=15.0, match=True, start=0.0):
@@ -236,7 +237,7 @@ def _session(frames, mode, clock_step=1 / 15):
     source = _Source(Frame(f, i, 0.0) for i, f in enumerate(frames))
     return VerificationSession(_Verifier(), None, source, timeout=20,
                                clock=lambda: next(ticks) * clock_step,
-                               liveness=LivenessConfig(mode))
+                               liveness=LivenessConfig(mode, texture="off"))
 
 
 def test_a_stalled_stream_during_the_challenge_times_out_not_verified():

@@ -68,3 +68,12 @@ def test_yunet_and_its_licence_ship_with_the_runtime():
     assert YUNET_PATH.stat().st_size > 200_000
     assert (MODELS_DIR / "LICENSE-yunet").read_text().strip()
     assert siamese.runtime.FaceDetector().model_path == YUNET_PATH
+
+
+def test_the_texture_model_ships_with_its_licence_and_provenance():
+    from siamese.runtime.liveness.passive import TEXTURE_PATH, TextureModel
+
+    assert TEXTURE_PATH.stat().st_size > 1_000_000
+    assert "Apache License" in (TEXTURE_PATH.parent / "LICENSE-minifasnet").read_text()
+    assert (TEXTURE_PATH.parent / "PROVENANCE-minifasnet.md").read_text().strip()
+    assert TextureModel().info.models == ("MiniFASNetV2", "MiniFASNetV1SE")

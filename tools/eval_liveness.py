@@ -95,7 +95,7 @@ def run_session(check: LivenessCheck, next_frame, analyse, fps: float) -> tuple[
         if image is None:
             break
         faces, scored, match, other = analyse(image)
-        check.update(faces, scored, match, now, other)
+        check.update(faces, scored, match, now, other, image)
         if check.done:
             return now, number + 1
     check.give_up("the session's time ran out", frames / fps)

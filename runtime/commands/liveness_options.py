@@ -6,17 +6,18 @@ import functools
 
 import click
 from siamese.runtime.liveness.challenge import ChallengeConfig
-from siamese.runtime.liveness.check import MODES, LivenessConfig
+from siamese.runtime.liveness.check import DEFAULT_TEXTURE, MODES, TEXTURE_MODES, LivenessConfig
 
 
 def liveness_options(command):
-    """Add --liveness, --mirrored, --challenge-steps and --step-timeout; the command receives
-    them as one `liveness` LivenessConfig."""
+    """Add --liveness, --mirrored, --challenge-steps, --step-timeout and --texture; the command
+    receives them as one `liveness` LivenessConfig."""
 
     @functools.wraps(command)
-    def wrapper(*args, liveness_mode, mirrored, challenge_steps, step_timeout, **kwargs):
+    def wrapper(*args, liveness_mode, mirrored, challenge_steps, step_timeout, texture,
+                **kwargs):
         config = LivenessConfig(liveness_mode, ChallengeConfig(
-            steps=challenge_steps, step_s=step_timeout, mirrored=mirrored))
+            steps=challenge_steps, step_s=step_timeout, mirrored=mirrored), texture)
         return command(*args, liveness=config, **kwargs)
 
     options = [
@@ -32,6 +33,11 @@ def liveness_options(command):
                      show_default=True, help="Head motions in an active challenge."),
         click.option("--step-timeout", type=click.FloatRange(0.5, 60), default=5.0,
                      show_default=True, help="Seconds allowed for each challenge motion."),
+        click.option("--texture", type=click.Choice(TEXTURE_MODES), default=DEFAULT_TEXTURE,
+                     show_default=True,
+                     help="The passive texture signal (MiniFASNet) with --liveness: refuse = "
+                          "fail a face it scores as a print or screen; report = only put its "
+                          "score in the final line; off = do not run it."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)

@@ -1,19 +1,26 @@
 """One session's liveness check: fed each frame's faces, it decides passed or failed, with why.
 
 Modes: "off" (passes at once), "active" (a random challenge, runtime.liveness.challenge) and
-"passive" (no prompts: the tracked face must show a non-planar motion of its own, the 3-D test
-alone). Both others hold identity: the same tracked face from the frontal (matching) frame to
-the end, and no frame scored during the check below the verifier's consistency limit (the score
-under which a face is taken for another person; low-resolution frames of the right person do
-fall under the identity threshold itself, see docs/LIVENESS.md). A second face, a jump of the
-tracked box (a swap), or the face missing for more than MAX_LOST frames fails the check.
-The clock is the caller's (`now` in seconds), so a file, a camera or a scripted source all run
-under the same deadlines.
+"passive" (no prompts: the tracked face must show a non-planar motion of its own, the 3-D test,
+plus the texture signal below). Both others hold identity: the same tracked face from the
+frontal (matching) frame to the end, and no frame scored during the check below the verifier's
+consistency limit (the score under which a face is taken for another person; low-resolution
+frames of the right person do fall under the identity threshold itself, see docs/LIVENESS.md). A
+second face, a jump of the tracked box (a swap), or the face missing for more than MAX_LOST
+frames fails the check. The clock is the caller's (`now` in seconds), so a file, a camera or a
+scripted source all run under the same deadlines.
+
+The texture signal (runtime.liveness.passive, config `texture`) scores the tracked face on the
+first TEXTURE_FRAMES frames from the frontal start; "refuse" fails a check that would pass when
+their median is under the model's threshold, "report" only puts the median in the signals.
+With the signal on, `update` needs each frame's image; a missing or broken model file is a
+ModelError when the check is made (turn the signal off to run without it).
 """
 
 from __future__ import annotations
 
 import random
+import statistics
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,10 +32,14 @@ from siamese.runtime.liveness.challenge import (
     motion,
     wrong_way,
 )
+from siamese.runtime.liveness.passive import TextureScorer, load_texture_model
 from siamese.runtime.liveness.planarity import naive_yaw, nose_offset
 from siamese.runtime.vision.detector import Face
 
 MODES = ("off", "passive", "active")
+TEXTURE_MODES = ("off", "report", "refuse")
+DEFAULT_TEXTURE = "refuse"
+TEXTURE_FRAMES = 10  # frames scored by the texture model, from the frontal start
 MAX_LOST = 5  # consecutive frames without the tracked face before the check fails
 SECOND_FACE_AREA = 0.25  # a second face this large (vs. the tracked one) fails the check
 MIN_IOU = 0.3  # the tracked box's overlap with the last one; less is a swap or a jump
@@ -40,10 +51,14 @@ RETURNED = 0.15  # nose offset under which the head is back to frontal after a p
 class LivenessConfig:
     mode: str = "off"
     challenge: ChallengeConfig = field(default_factory=ChallengeConfig)
+    texture: str = DEFAULT_TEXTURE
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"liveness must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.texture not in TEXTURE_MODES:
+            raise ConfigError(f"texture must be one of {', '.join(TEXTURE_MODES)}, not "
+                              f"{self.texture!r}")
 
 
 def check_mode_for_still(mode: str) -> str | None:
@@ -54,10 +69,18 @@ def check_mode_for_still(mode: str) -> str | None:
 
 
 class LivenessCheck:
-    """The liveness state of one session; `update` once per frame, then read `state`."""
+    """The liveness state of one session; `update` once per frame, then read `state`.
 
-    def __init__(self, config: LivenessConfig, rng: random.Random | None = None) -> None:
+    `texture` replaces the packaged texture model (a test's stub, another file's model); it is
+    used only when the config's mode and texture are not "off".
+    """
+
+    def __init__(self, config: LivenessConfig, rng: random.Random | None = None,
+                 texture: TextureScorer | None = None) -> None:
         self.config = config
+        used = config.mode != "off" and config.texture != "off"
+        self.texture = (texture or load_texture_model()) if used else None
+        self.texture_scores: list[float] = []
         self.rng = rng or random.SystemRandom()
         self.actions = draw_actions(config.challenge, self.rng) if config.mode == "active" \
             else []
@@ -89,10 +112,11 @@ class LivenessCheck:
         return self.state in ("passed", "failed")
 
     def update(self, faces: list[Face], scored: bool, match: bool, now: float,
-               other_person: bool = False) -> list[dict]:
+               other_person: bool = False, image: np.ndarray | None = None) -> list[dict]:
         """Take one frame: every face detected in it (any order), whether its largest face was
         scored (passed the quality gate), matched (reached the identity threshold) and scored
-        below the consistency limit (`other_person`). Returns prompt events."""
+        below the consistency limit (`other_person`), and the BGR frame the faces' boxes are in
+        (`image`, needed by the texture signal). Returns prompt events."""
         if self.done:
             return []
         if self.started is None:
@@ -114,11 +138,31 @@ class LivenessCheck:
             return self._fail("the tracked face jumped (a swap or a second person)", now)
         self.box = np.asarray(face.box, dtype=np.float64)
         if self.frontal is None:
-            return self._start(face, scored, match, now)
+            events = self._start(face, scored, match, now)
+            if self.frontal is not None:
+                self._score_texture(face, image)
+            return events
         if scored and other_person:
             return self._fail("identity not held: a frame during the check scored as another "
                               "person", now)
+        self._score_texture(face, image)
         return self._advance(face, now)
+
+    def _score_texture(self, face: Face, image: np.ndarray | None) -> None:
+        if self.texture is None or len(self.texture_scores) >= TEXTURE_FRAMES:
+            return
+        if image is None:
+            raise ValueError("the texture signal needs each frame's image: update(..., image=)")
+        self.texture_scores.append(self.texture.score(image, face.box))
+
+    def _texture_refusal(self) -> str | None:
+        if self.config.texture != "refuse" or not self.texture_scores:
+            return None
+        score = statistics.median(self.texture_scores)
+        if score >= self.texture.threshold:
+            return None
+        return (f"the texture check scored the face as a recapture ({score:.2f} < "
+                f"{self.texture.threshold:g})")
 
     def _start(self, face: Face, scored: bool, match: bool, now: float) -> list[dict]:
         if not (scored and match and abs(naive_yaw(face.landmarks)) <= FRONTAL_YAW):
@@ -165,6 +209,10 @@ class LivenessCheck:
         return self._prompt(now)
 
     def _pass(self, now: float) -> None:
+        reason = self._texture_refusal()
+        if reason is not None:
+            self._fail(reason, now)
+            return
         self.state, self.decided, self.deadline = "passed", now, None
 
     def _fail(self, reason: str, now: float) -> list[dict]:
@@ -184,6 +232,12 @@ class LivenessCheck:
         if self.config.mode == "off":
             return out
         out["signals"] = {"planarity_max_offset": round(self.max_offset, 4)}
+        if self.texture is not None:
+            out["signals"]["texture_score"] = round(statistics.median(
+                self.texture_scores), 4) if self.texture_scores else None
+            out["signals"]["texture_frames"] = len(self.texture_scores)
+            out["signals"]["texture_threshold"] = self.texture.threshold
+            out["signals"]["texture"] = self.config.texture
         if self.config.mode == "active":
             out["challenge"] = self.actions
             out["completed"] = self.step

@@ -50,7 +50,7 @@ def identify_live(detect: Callable, identify: Callable, frames: Iterable, config
             (m.score for m in top.candidates if m.name == live.name), None)
         other = top is not None and live.name is not None and (
             (named and top.identity != live.name) or held is None or held < floor)
-        for event in live.check.update(faces, scored, match, clock(), other):
+        for event in live.check.update(faces, scored, match, clock(), other, frame.image):
             on_event(event)
         if live.name is None and live.check.state != "frontal" and named:
             live.name = top.identity
