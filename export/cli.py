@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from siamese.export.variants import FLOAT_KEEP_RECIPES
 from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_logging
 
 
@@ -103,11 +104,14 @@ def parse_number(text: str) -> float:
               "View 1 drop <= 0.2 points), tried with every node quantised, then with depthwise "
               "convolutions kept float, then also the first convolution: the first that passes "
               "is written; exit 1 and no file when none does.")
+@click.option("--int8-keep-float", type=click.Choice(("auto", *FLOAT_KEEP_RECIPES)),
+              default="auto", show_default=True,
+              help="Which nodes INT8 keeps float; auto tries each in turn.")
 @click.option("--no-fold", is_flag=True, help="Keep constant subgraphs (e.g. the dequantisation "
               "of block-quantised weights) in the graph: a smaller file that runs slower.")
 @click.option("-v", "--verbose", is_flag=True)
 def import_main(model, out_dir, name, provenance, size, color, mean, std, layout, far, lfw_root,
-                calib_dir, cache_dir, int8, no_fold, verbose):
+                calib_dir, cache_dir, int8, int8_keep_float, no_fold, verbose):
     """Wrap a third-party ONNX embedder (MODEL) with siamese-edge metadata, so siamese-verify
     --model, siamese-eval and siamese-bench use it like our own exports."""
     from siamese.export.faces import held_out_faces
@@ -126,10 +130,11 @@ def import_main(model, out_dir, name, provenance, size, color, mean, std, layout
                f"{calibration.val_auc:.4f} over {calibration.val_genuine_pairs:,} genuine "
                f"and {calibration.val_impostor_pairs:,} impostor pairs")
     if int8:
-        _import_int8(path, lfw_root, calib_dir, cache_dir, crops, labels)
+        recipes = FLOAT_KEEP_RECIPES if int8_keep_float == "auto" else (int8_keep_float,)
+        _import_int8(path, lfw_root, calib_dir, cache_dir, crops, labels, recipes)
 
 
-def _import_int8(fp32_path, lfw_root, calib_dir, cache_dir, crops, labels):
+def _import_int8(fp32_path, lfw_root, calib_dir, cache_dir, crops, labels, recipes):
     from siamese.export.faces import load_face_sets
     from siamese.export.import_model import quantise_import
     from siamese.train.lfw import LFW
@@ -137,7 +142,7 @@ def _import_int8(fp32_path, lfw_root, calib_dir, cache_dir, crops, labels):
     train_people = set(LFW(lfw_root).view1_train_people) if lfw_root else set()
     sets = load_face_sets(lfw_root, calib_dir, cache_dir, train_people, 300, 500)
     out = fp32_path.with_name("model.int8.onnx")
-    attempts = quantise_import(fp32_path, out, sets, crops, labels)
+    attempts = quantise_import(fp32_path, out, sets, crops, labels, recipes=recipes)
     for recipe, parity in attempts:
         view1 = (f", LFW View 1 {100 * parity.reference_accuracy:.2f}% -> "
                  f"{100 * parity.accuracy:.2f}%" if parity.accuracy is not None else "")

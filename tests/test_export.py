@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -324,3 +325,32 @@ def test_quantised_detector_still_finds_the_fixture_faces(tmp_path):
     assert all(detector.detect(read_image(p)) for p in photos[8:14])
     with pytest.raises(ValueError, match="4 calibration photos"):
         quantise_detector(YUNET_PATH, tmp_path / "x.onnx", photos[:2])
+
+
+def test_recalibrate_rewrites_an_onnx_models_thresholds_by_the_varied_faces_rule(tmp_path):
+    from siamese.export.cli import import_main
+    from siamese.train.face_cache import open_prepared
+
+    source = _third_party_model(tmp_path / "third.onnx")
+    result = CliRunner().invoke(import_main, [
+        str(source), "--out", str(tmp_path / "imported"), "--name", "tiny", "--provenance",
+        "test model, CC0", "--size", "16", "--mean", "0,0,0", "--std", "1/255,1/255,1/255",
+        "--calib", str(ATT_FACES), "--cache-dir", str(tmp_path / "cache"), "--far", "1e-2"])
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "imported" / "model.onnx"
+    before = Embedder(model).info
+    (cache,) = (tmp_path / "cache").rglob("folder-*")
+    people = sorted({r.identity for r in open_prepared(cache).records})
+    people_file = tmp_path / "people.txt"
+    people_file.write_text(f"{len(people)}\n" + "".join(f"{p}\t6\n" for p in people))
+    tool = Path(__file__).parent.parent / "tools" / "recalibrate.py"
+    args = [sys.executable, str(tool), str(model), "--faces", str(cache)]
+    assert subprocess.run(args, capture_output=True, text=True).returncode == 2  # no --people
+    run = subprocess.run([*args, "--people", str(people_file), "--varied-faces", str(cache),
+                          "--varied-half", "all"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    after = Embedder(model).info
+    # the varied set is the same faces with every pair taken as an impostor pair, genuine
+    # pairs included: its FAR threshold is higher, and the higher one is kept
+    assert after.threshold > before.threshold and "varied faces: 0." in run.stdout
+    assert after.accuracy_threshold == pytest.approx(before.accuracy_threshold, abs=1e-6)

@@ -2,6 +2,12 @@
 calibration (e.g. after a change of method), and save the checkpoint in place, atomically.
 
     python tools/recalibrate.py runs/RUN/best.pt --faces ~/.cache/siamese/faces/lfw-...
+    python tools/recalibrate.py model.onnx --faces LFW_CACHE --people LFW/peopleDevTrain.txt \
+        --varied-faces FAIRFACE_CACHE --varied-prefix val/ --varied-half even
+
+An ONNX model (an export or a siamese-import) has no held-out people of its own: `--people`
+names them (an import's are LFW's training people), and its metadata's thresholds are
+rewritten in place.
 
 `--flip-average` makes the model average each face's embedding with its mirror image's (the
 exported graph then runs the network twice per face); its thresholds are chosen for that.
@@ -18,17 +24,24 @@ about 3/FAR pairs): too few exit 2, unless --allow-unproven-far (tiny test sets 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
+import numpy as np
+import onnx
+from siamese.export.onnx_export import save_atomic, write_metadata
 from siamese.runtime.commands.support import SiameseCommand
+from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import DatasetError
-from siamese.train.calibration import validation_calibration
+from siamese.train import metrics
+from siamese.train.calibration import Calibration, calibrate, validation_calibration
 from siamese.train.checkpoint import Checkpoint
 from siamese.train.data import FaceTensors
 from siamese.train.datasets import alternate_half
 from siamese.train.embedding import resolve_device
 from siamese.train.face_cache import AlignedFaces, CacheRecord, open_prepared
+from siamese.train.lfw import read_people_file
 
 
 def varied_records(faces: AlignedFaces, prefix: str, half: str,
@@ -44,10 +57,38 @@ def varied_records(faces: AlignedFaces, prefix: str, half: str,
     return chosen
 
 
+def recalibrate_onnx(path: Path, faces: AlignedFaces, people: set[str],
+                     varied: tuple[AlignedFaces, list[CacheRecord]] | None = None,
+                     description: str | None = None) -> Calibration:
+    """The same rule for an ONNX model: thresholds on `people`'s faces (and on every pair of
+    the `varied` faces, the higher FAR threshold winning), written into its metadata."""
+    embedder = Embedder(path)
+    info = embedder.info
+    records = faces.select(people)
+    labels = np.unique([r.identity for r in records], return_inverse=True)[1]
+    vectors = embedder.embed(np.stack([faces.crop(r.path) for r in records]))
+    genuine, impostor = metrics.all_pair_scores(vectors, labels, info.metric)
+    varied_impostor = None
+    if varied is not None:
+        extra, chosen = varied
+        scores = metrics.similarity_matrix(
+            embedder.embed(np.stack([extra.crop(r.path) for r in chosen])), info.metric)
+        varied_impostor = scores[np.triu_indices(len(scores), k=1)]
+    calibration = calibrate(genuine, impostor, info.threshold_far,
+                            metrics.genuine_pair_weights(labels), varied_impostor, description)
+    model = onnx.load(str(path))
+    write_metadata(model, replace(info, threshold=calibration.far_threshold,
+                                  accuracy_threshold=calibration.accuracy_threshold))
+    save_atomic(model, path)
+    return calibration
+
+
 @click.command(cls=SiameseCommand)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--faces", "faces_dir", type=click.Path(path_type=Path), required=True,
               help="The prepared face cache the checkpoint was trained from.")
+@click.option("--people", "people_file", type=click.Path(exists=True, path_type=Path),
+              help="ONNX models only: an LFW people file naming the held-out people.")
 @click.option("--flip-average/--no-flip-average", default=None,
               help="Average with the mirror image from now on (or stop) [default: unchanged].")
 @click.option("--varied-faces", type=click.Path(path_type=Path),
@@ -59,9 +100,15 @@ def varied_records(faces: AlignedFaces, prefix: str, half: str,
 @click.option("--allow-unproven-far", is_flag=True,
               help="Keep a FAR threshold its impostor pairs cannot show at 95% (tiny test sets; "
                    "the checkpoint records the bound).")
-def main(checkpoint: Path, faces_dir: Path, flip_average: bool | None, varied_faces: Path | None,
-         varied_prefix: str, varied_half: str, device: str, allow_unproven_far: bool) -> None:
-    """Recalibrate CHECKPOINT's thresholds on its held-out validation people."""
+def main(checkpoint: Path, faces_dir: Path, people_file: Path | None, flip_average: bool | None,
+         varied_faces: Path | None, varied_prefix: str, varied_half: str, device: str,
+         allow_unproven_far: bool) -> None:
+    """Recalibrate CHECKPOINT's thresholds (a .pt checkpoint's on its held-out validation
+    people; an .onnx model's on --people)."""
+    if checkpoint.suffix == ".onnx":
+        _recalibrate_onnx_command(checkpoint, faces_dir, people_file, varied_faces,
+                                  varied_prefix, varied_half)
+        return
     state = Checkpoint.load(checkpoint)
     if flip_average is not None:
         state.flip_average = flip_average
@@ -93,6 +140,27 @@ def main(checkpoint: Path, faces_dir: Path, flip_average: bool | None, varied_fa
         click.echo(f"  FAR {target_far:g} threshold on {description}: "
                    f"{after.varied_far_threshold:.4f}; held-out TAR at the FAR threshold "
                    f"{100 * after.val_tar_at_threshold:.1f}%")
+
+
+
+def _recalibrate_onnx_command(path: Path, faces_dir: Path, people_file: Path | None,
+                              varied_faces: Path | None, varied_prefix: str,
+                              varied_half: str) -> None:
+    if people_file is None:
+        raise click.UsageError("an ONNX model needs --people (its held-out people)")
+    before = Embedder(path).info
+    varied = description = None
+    if varied_faces is not None:
+        extra = open_prepared(varied_faces)
+        chosen = varied_records(extra, varied_prefix, varied_half, before.threshold_far)
+        varied, description = (extra, chosen), (f"{extra.image_root.name}/{varied_prefix} "
+                                                f"{varied_half} half: {len(chosen):,} faces")
+    after = recalibrate_onnx(path, open_prepared(faces_dir), set(read_people_file(people_file)),
+                             varied, description)
+    click.echo(f"{path}: FAR {before.threshold_far:g} threshold {before.threshold:.4f} -> "
+               f"{after.far_threshold:.4f} (held-out people: {after.val_impostor_pairs:,} "
+               f"impostor pairs; varied faces: {after.varied_far_threshold}); accuracy "
+               f"threshold {before.accuracy_threshold:.4f} -> {after.accuracy_threshold:.4f}")
 
 
 if __name__ == "__main__":
