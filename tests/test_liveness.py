@@ -304,3 +304,21 @@ def test_every_species_renders_a_frame(species):
     attack = attacks.make_attack(species, photo, rng, [photo, photo[:, ::-1]])
     frame = attack.frame(attacks.Pose(yaw=30, z=0.4), rng)
     assert frame.shape == (attacks.SIZE[1], attacks.SIZE[0], 3) and frame.std() > 5
+
+
+def test_eval_liveness_runs_folders_of_recorded_videos(tmp_path):
+    """--videos: each video of DIR/<species>/ is one session as recorded; the example video (a
+    still photo filmed) is an attack the passive check refuses."""
+    import shutil
+    import subprocess
+
+    (tmp_path / "print").mkdir()
+    shutil.copy(ROOT / "examples" / "Abdullah_Gul.avi", tmp_path / "print" / "still.avi")
+    tool = ROOT / "tools" / "eval_liveness.py"
+    run = subprocess.run([sys.executable, str(tool), "--videos", str(tmp_path), "--mode",
+                          "passive"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| print |"))
+    assert "| 1 | 0 | APCER 0.0% |" in row and "the video ended" in row
+    usage = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "--videos" in usage.stderr

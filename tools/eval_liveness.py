@@ -21,7 +21,14 @@ Sessions run on a simulated clock at --fps, frame by frame, against a fresh rand
 
     python tools/eval_liveness.py --clips /work/data/sample-videos \\
         --photos /work/shared/data/lfw/lfw-deepfunneled --attacks 100 --bona-fide 100
-    python tools/eval_liveness.py --videos /work/data/attacks   # folders of videos instead
+    python tools/eval_liveness.py --videos DIR --mode passive   # folders of recorded videos
+    python tools/eval_liveness.py --table LOG...                # the table of logged sessions
+
+`--videos DIR` plays every video of DIR/<species>/ (bona fide ones in DIR/bona_fide/) once, as
+recorded: it cannot respond to prompts, so in the active mode a bona fide video passes only if
+it happens to hold the asked motions in order; `--mode passive` (no prompts) is the mode such
+a set measures. Every detected face is taken to pass quality and identity there, for bona fide
+videos too: only liveness decides.
 """
 
 from __future__ import annotations
@@ -93,7 +100,8 @@ def run_session(check: LivenessCheck, next_frame, analyse, fps: float) -> tuple[
             else None
         image = next_frame(asked)
         if image is None:
-            break
+            check.give_up("the video ended", now)
+            return now, number
         faces, scored, match, other = analyse(image)
         check.update(faces, scored, match, now, other, image)
         if check.done:
@@ -235,9 +243,13 @@ def outcome(species: str, check: LivenessCheck) -> Outcome:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clips", type=Path, required=True,
+    parser.add_argument("--clips", type=Path,
                         help="bona fide videos (searched recursively: .mkv .gif .avi .mp4)")
-    parser.add_argument("--photos", type=Path, required=True, help="face photos for attacks")
+    parser.add_argument("--photos", type=Path, help="face photos for attacks")
+    parser.add_argument("--videos", type=Path,
+                        help="instead of simulated sessions: DIR/<species>/<videos>, each "
+                             "played once as recorded (DIR/bona_fide/ for live ones)")
+    parser.add_argument("--mode", choices=("active", "passive"), default="active")
     parser.add_argument("--attacks", type=int, default=100, help="sessions per species")
     parser.add_argument("--bona-fide", type=int, default=100, help="bona fide sessions")
     parser.add_argument("--species", nargs="+", default=list(attacks.SPECIES))
@@ -248,12 +260,20 @@ def main() -> None:
     parser.add_argument("--log", type=Path, help="append one JSON line per session here")
     parser.add_argument("--threads", type=int, default=1, help="OpenCV threads")
     args = parser.parse_args()
+    if args.videos is None and (args.clips is None or args.photos is None):
+        parser.error("give --clips and --photos (simulated sessions) or --videos")
     cv2.setNumThreads(args.threads)
     log = args.log.open("a") if args.log else None
     started = time.perf_counter()
     rng, picker = np.random.default_rng(args.seed), random.Random(args.seed)
     challenge = ChallengeConfig(steps=args.steps, step_s=args.step_s)
     analyser = Analyser(Verifier.from_model())
+    if args.videos is not None:
+        config = LivenessConfig(args.mode, challenge)
+        results = video_sessions(args.videos, config, analyser, args.fps, picker, log)
+        print_table(results, sorted({r.species for r in results} - {"bona_fide"}))
+        print(f"wall time {time.perf_counter() - started:.0f} s")
+        return
     clips = load_clips(args.clips, analyser.detector, challenge)
     movers = [c for c in clips if c.segments]
     actions = tuple(sorted({a for c in movers for a in c.segments}))
@@ -262,6 +282,9 @@ def main() -> None:
     print(f"challenge actions drawn from: {', '.join(actions)} (steps {args.steps}, "
           f"{args.step_s:g} s each, {args.fps:g} fps)")
     challenge = ChallengeConfig(actions=actions, steps=args.steps, step_s=args.step_s)
+    if args.mode == "passive":
+        parser.error("simulated sessions run the active mode (the scripted source moves when "
+                     "asked); measure passive with --videos")
     config = LivenessConfig("active", challenge)
     results: list[Outcome] = []
     for number in range(args.bona_fide):
@@ -298,6 +321,22 @@ def main() -> None:
                       flush=True)
     print_table(results, args.species)
     print(f"wall time {time.perf_counter() - started:.0f} s")
+
+
+def video_sessions(root: Path, config: LivenessConfig, analyser: Analyser, fps: float,
+                   picker: random.Random, log) -> list[Outcome]:
+    """One session per recorded video of ROOT/<species>/, played as recorded."""
+    results = []
+    for path in sorted(p for p in root.glob("*/*")
+                       if p.suffix.lower() in (".mkv", ".gif", ".avi", ".mp4")):
+        frames = iter(attacks.read_clip(path))
+        check = LivenessCheck(config, random.Random(picker.random()))
+        run_session(check, lambda asked, frames=frames: next(frames, None), analyser, fps)
+        results.append(outcome(path.parent.name, check))
+        record(log, results[-1])
+    if not results:
+        raise SystemExit(f"no videos under {root}/<species>/")
+    return results
 
 
 def frame_template(analyser: Analyser, clip: Clip):

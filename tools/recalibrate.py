@@ -157,9 +157,11 @@ def _recalibrate_onnx_command(path: Path, faces_dir: Path, people_file: Path | N
                                                 f"{varied_half} half: {len(chosen):,} faces")
     after = recalibrate_onnx(path, open_prepared(faces_dir), set(read_people_file(people_file)),
                              varied, description)
+    varied_threshold = ("none" if after.varied_far_threshold is None
+                        else f"{after.varied_far_threshold:.4f}")
     click.echo(f"{path}: FAR {before.threshold_far:g} threshold {before.threshold:.4f} -> "
                f"{after.far_threshold:.4f} (held-out people: {after.val_impostor_pairs:,} "
-               f"impostor pairs; varied faces: {after.varied_far_threshold}); accuracy "
+               f"impostor pairs; varied faces: {varied_threshold}); accuracy "
                f"threshold {before.accuracy_threshold:.4f} -> {after.accuracy_threshold:.4f}")
 
 
