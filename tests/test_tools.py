@@ -93,3 +93,34 @@ def test_demographic_table_counts_pairs_per_group_and_halves(mini_faces, tmp_pat
             assert 0.0 <= float(row[4].rstrip("%")) <= 100.0
     assert int(everything["all any pair"][2]) == len(detected)
     assert int(odd["all any pair"][2]) == len(detected) // 2
+
+
+def test_augmented_views_are_a_cache_with_a_teacher_target_each(mini_faces, tmp_path):
+    from siamese.train.datasets import split_people
+    from siamese.train.face_cache import open_prepared
+
+    people = LFW_MINI / "peopleDevTrain.txt"
+    tool = str(TOOLS / "teacher_embeddings.py")
+    teacher = Path(DEFAULT_MODEL).with_name("siamese_edge.onnx")
+    args = [sys.executable, tool, str(mini_faces.directory), str(tmp_path / "views.npz"),
+            "--people", str(people), "--teacher", str(teacher), "--views", "2",
+            "--views-dir", str(tmp_path / "views")]
+    run = subprocess.run(args, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    views = open_prepared(tmp_path / "views")
+    names = {line.split()[0] for line in people.read_text().splitlines()[1:] if line.strip()}
+    train, held_out = split_people(sorted(names), 0.1, 0)
+    originals = [r for r in mini_faces.records if r.identity in train]
+    assert len(views) == 2 * len(originals) and held_out
+    assert not {r.identity for r in views.records} & held_out  # validation people stay unseen
+    first = views.records[0]
+    assert first.path == f"{originals[0].path}#view0"
+    assert views.records[1].path == f"{originals[0].path}#view1"
+    source = np.asarray(mini_faces.crops[originals[0].row]).astype(int)
+    assert np.abs(np.asarray(views.crops[0]).astype(int) - source).mean() > 1  # augmented
+    assert not np.array_equal(views.crops[0], views.crops[1])
+    data = np.load(tmp_path / "views.npz")
+    assert list(data["paths"]) == [r.path for r in views.records]
+    assert data["embeddings"].shape == (len(views), 128)
+    again = subprocess.run(args, capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr

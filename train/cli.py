@@ -116,6 +116,10 @@ ends inside its warm-up, or whose validation AUC is below {POOR_AUC:g}, is warne
 @click.option("--extra-distill", type=click.Path(path_type=Path),
               help="The teacher's embeddings of those faces (e.g. tools/dedupe_extra_faces.py "
                    "output).")
+@click.option("--extra-augment/--no-extra-augment", default=None,
+              help="Augment the extra faces too, or use them as cached (augmented views with "
+                   "their own targets: tools/teacher_embeddings.py --views) "
+                   + _default("extra_augment"))
 @click.option("--distill-centre", type=click.Choice(["train", "none"]),
               help="Centre teacher targets on the training mean (dlib) or not (SFace) "
                    + _default("distill_centre"))

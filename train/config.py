@@ -42,6 +42,7 @@ class TrainConfig:
     extra_faces: str | None = None  # prepared cache of unlabelled faces distilled alongside
     extra_distill: str | None = None  # the teacher's embeddings of those faces (.npz)
     extra_weight: float = 1.0
+    extra_augment: bool = True  # False: extra faces are used as cached (views whose targets fit)
     augment: bool = False
     init: str | None = None  # start from this checkpoint's weights (same arch), fresh schedule
     val_fraction: float = 0.1  # training-side people held out for thresholds, never trained on

@@ -92,10 +92,13 @@ class Objective:
             first = to_unit_range(self.train.pixels[self.morphs.first[morphs]])
             second = to_unit_range(self.train.pixels[self.morphs.second[morphs]])
             x = torch.cat([x, weights * first + (1 - weights) * second])
-        if extra is not None:
-            x = torch.cat([x, to_unit_range(self.extra.pixels[extra])])
         if self.config.augment:
             x = augment(x, self.augment_config, self.generator)
+        if extra is not None:
+            faces = to_unit_range(self.extra.pixels[extra])
+            if self.config.augment and self.config.extra_augment:
+                faces = augment(faces, self.augment_config, self.generator)
+            x = torch.cat([x, faces])
         return normalize(x, self.spec)
 
     # --- loss -----------------------------------------------------------------------------
