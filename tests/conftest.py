@@ -23,6 +23,13 @@ def full_lfw_root() -> Path | None:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def torch_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """torch's compile caches (created by ONNX export) go to the session's temporary folder,
+    not /tmp/torchinductor_<user>."""
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("torchinductor"))
+
+
+@pytest.fixture(autouse=True, scope="session")
 def installation_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Templates and cache entries are signed with a key of the test session, never the
     user's own (subprocesses inherit it through SIAMESE_KEY_FILE)."""

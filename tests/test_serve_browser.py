@@ -8,9 +8,11 @@ committed ones).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +56,30 @@ def video_to_y4m(video: Path, out: Path, frames: int = 90) -> Path:
     return out
 
 
+@contextlib.contextmanager
 def browser(camera: Path):
+    """Headless Chromium whose profile and temporary files (its singleton socket among them)
+    live in a short-named folder of their own, removed when it quits: nothing is left in the
+    system's temporary folder. (A socket path must stay under 108 bytes: tmp_path is too deep.)"""
+    scratch = Path(tempfile.mkdtemp(prefix="chromium-"))
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage", "--window-size=900,1000",
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                 f"--use-file-for-fake-video-capture={camera}"):
+                 f"--use-file-for-fake-video-capture={camera}",
+                 f"--user-data-dir={scratch / 'profile'}"):
         options.add_argument(flag)
-    return webdriver.Chrome(service=DriverService(executable_path=DRIVER), options=options)
+    service = DriverService(executable_path=DRIVER, env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +95,7 @@ def test_admin_page_enrols_and_kiosk_verifies_only_the_enrolled_person(server, t
     shots = Path(os.environ.get("SIAMESE_SERVE_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
 
-    driver = browser(genuine)
-    try:
+    with browser(genuine) as driver:
         driver.get(f"{server.url}/admin")
         assert server.admin not in driver.page_source
         driver.find_element(By.ID, "key").send_keys(server.admin)
@@ -95,13 +110,10 @@ def test_admin_page_enrols_and_kiosk_verifies_only_the_enrolled_person(server, t
             "enrolled Abdullah Gul from 2 photos"
         WebDriverWait(driver, 30).until(
             lambda d: "Abdullah Gul" in d.find_element(By.ID, "people").text)
-    finally:
-        driver.quit()
 
     for camera, expected, shot in ((genuine, "VERIFIED: Abdullah Gul", "serve-kiosk-verified"),
                                    (impostor, "NOT VERIFIED", "serve-kiosk-rejected")):
-        driver = browser(camera)
-        try:
+        with browser(camera) as driver:
             driver.get(f"{server.url}/kiosk")
             assert server.door not in driver.page_source
             driver.find_element(By.ID, "key").send_keys(server.door)
@@ -114,5 +126,3 @@ def test_admin_page_enrols_and_kiosk_verifies_only_the_enrolled_person(server, t
             assert decision.startswith(expected), decision
             session = json.loads(server.state.config.audit.read_text().splitlines()[-1])
             assert session["route"] == "session" and session["score"] is not None  # a face
-        finally:
-            driver.quit()
