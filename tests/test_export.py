@@ -197,14 +197,21 @@ def _third_party_model(path):
     return path
 
 
-def test_import_wraps_a_third_party_model_for_the_runtime(tmp_path):
+def _import_tiny(source, tmp_path, *extra):
+    """siamese-import of the tiny third-party model, thresholds on the AT&T fixture."""
     from siamese.export.cli import import_main
 
-    source = _third_party_model(tmp_path / "third.onnx")
-    result = CliRunner().invoke(import_main, [
+    return CliRunner().invoke(import_main, [
         str(source), "--out", str(tmp_path / "imported"), "--name", "tiny", "--provenance",
         "test model, CC0", "--size", "16", "--mean", "0,0,0", "--std", "1/255,1/255,1/255",
-        "--calib", str(ATT_FACES), "--cache-dir", str(tmp_path / "cache"), "--far", "1e-2"])
+        "--calib", str(ATT_FACES), "--cache-dir", str(tmp_path / "cache"), "--far", "1e-2",
+        *extra])
+
+
+def test_import_wraps_a_third_party_model_for_the_runtime(tmp_path):
+
+    source = _third_party_model(tmp_path / "third.onnx")
+    result = _import_tiny(source, tmp_path)
     # (the fixture's 360 held-out impostor pairs show FAR 1e-2, not 1e-3: it needs 2,995)
     assert result.exit_code == 0, result.output
     embedder = Embedder(tmp_path / "imported" / "model.onnx")
@@ -249,14 +256,9 @@ def test_int8_float_recipes_name_depthwise_and_first_convolutions():
 
 
 def test_import_int8_writes_the_first_recipe_that_passes(tmp_path):
-    from siamese.export.cli import import_main
 
     source = _third_party_model(tmp_path / "third.onnx")
-    result = CliRunner().invoke(import_main, [
-        str(source), "--out", str(tmp_path / "imported"), "--name", "tiny", "--provenance",
-        "test model, CC0", "--size", "16", "--mean", "0,0,0", "--std", "1/255,1/255,1/255",
-        "--calib", str(ATT_FACES), "--cache-dir", str(tmp_path / "cache"), "--far", "1e-2",
-        "--int8"])
+    result = _import_tiny(source, tmp_path, "--int8")
     assert result.exit_code == 0, result.output
     # one conv, no depthwise: quantising every node holds the gate, so nothing else is tried
     assert result.output.count("parity against FP32") == 1
@@ -328,14 +330,10 @@ def test_quantised_detector_still_finds_the_fixture_faces(tmp_path):
 
 
 def test_recalibrate_rewrites_an_onnx_models_thresholds_by_the_varied_faces_rule(tmp_path):
-    from siamese.export.cli import import_main
     from siamese.train.face_cache import open_prepared
 
     source = _third_party_model(tmp_path / "third.onnx")
-    result = CliRunner().invoke(import_main, [
-        str(source), "--out", str(tmp_path / "imported"), "--name", "tiny", "--provenance",
-        "test model, CC0", "--size", "16", "--mean", "0,0,0", "--std", "1/255,1/255,1/255",
-        "--calib", str(ATT_FACES), "--cache-dir", str(tmp_path / "cache"), "--far", "1e-2"])
+    result = _import_tiny(source, tmp_path)
     assert result.exit_code == 0, result.output
     model = tmp_path / "imported" / "model.onnx"
     before = Embedder(model).info

@@ -16,6 +16,7 @@ takes the median of its first frames) whose median is under it, and the files wh
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -28,20 +29,18 @@ from siamese.runtime.liveness.passive import TEXTURE_PATH, TextureModel
 from siamese.runtime.vision.detector import DetectorConfig, FaceDetector, largest_face
 from siamese.runtime.vision.imageio import read_image
 
+_spec = importlib.util.spec_from_file_location(
+    "make_attacks", Path(__file__).with_name("make_attacks.py"))
+attacks = sys.modules.setdefault("make_attacks", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(attacks)
+
 VIDEOS = (".mkv", ".gif", ".avi", ".mp4")
 
 
 def read_frames(path: Path, limit: int) -> list[np.ndarray]:
     if path.suffix.lower() not in VIDEOS:
         return [read_image(path)]
-    capture, frames = cv2.VideoCapture(str(path)), []
-    while len(frames) < limit:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    capture.release()
-    return frames
+    return attacks.read_clip(path, limit)
 
 
 def score_file(path: Path, model: TextureModel, detector: FaceDetector, limit: int
