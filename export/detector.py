@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import onnx
 from siamese.export.onnx_export import third_party_quiet
+from siamese.runtime.vision.detector import box_iou
 from siamese.runtime.vision.imageio import read_image
 
 
@@ -47,15 +48,6 @@ class DetectorParity:
         return not self.failures
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of matching rows of (N, 4) x, y, w, h boxes."""
-    x1, y1 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
-    x2 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
-    y2 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    return inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)
-
-
 def detector_parity(reference: list[np.ndarray], candidate: list[np.ndarray],
                     gate: DetectorGate = DetectorGate()) -> DetectorParity:
     """Parity of two detectors' faces on the same images: per image an (F, 14) array of boxes
@@ -69,8 +61,7 @@ def detector_parity(reference: list[np.ndarray], candidate: list[np.ndarray],
     if found:
         top = np.stack([reference[i][0] for i in found])
         matched = np.stack([
-            candidate[i][int(np.argmax(box_iou(np.repeat(row[None, :4], len(candidate[i]), 0),
-                                               candidate[i][:, :4])))]
+            candidate[i][int(np.argmax(box_iou(row[None, :4], candidate[i][:, :4])))]
             for row, i in zip(top, found, strict=True)])
         ious = box_iou(top[:, :4], matched[:, :4])
         shifts = np.linalg.norm((top[:, 4:] - matched[:, 4:]).reshape(-1, 5, 2), axis=2).mean(1)

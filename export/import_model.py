@@ -28,8 +28,7 @@ from siamese.runtime.embedder import Embedder, file_fingerprint
 from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.vision.preprocess import Preprocess
-from siamese.train import metrics
-from siamese.train.calibration import Calibration, calibrate
+from siamese.train.calibration import Calibration, embedding_calibration
 from siamese.train.evaluate import pair_accuracy
 
 log = logging.getLogger(__name__)
@@ -139,10 +138,8 @@ def import_onnx(config: ImportConfig, held_out_crops: np.ndarray,
     path = config.out / "model.onnx"
     write_metadata(model, info)
     save_atomic(model, path)
-    embeddings = Embedder(path).embed(held_out_crops)
-    genuine, impostor = metrics.all_pair_scores(embeddings, held_out_labels, "cosine")
-    calibration = calibrate(genuine, impostor, config.target_far,
-                            metrics.genuine_pair_weights(held_out_labels))
+    calibration = embedding_calibration(Embedder(path).embed(held_out_crops), held_out_labels,
+                                        info.metric, config.target_far)
     info = replace(info, threshold=calibration.far_threshold,
                    accuracy_threshold=calibration.accuracy_threshold)
     write_metadata(model, info)
@@ -197,10 +194,8 @@ def quantise_import(fp32_path: Path, out: Path, sets: FaceSets, held_out_crops: 
 def _write_int8(candidate_path: Path, out: Path, info: ModelInfo, recipe: str, parity: Parity,
                 held_out_crops: np.ndarray, held_out_labels: np.ndarray) -> None:
     """The passing INT8 file at `out`, thresholds recalibrated, parity figures recorded."""
-    embeddings = Embedder(candidate_path).embed(held_out_crops)
-    genuine, impostor = metrics.all_pair_scores(embeddings, held_out_labels, info.metric)
-    calibration = calibrate(genuine, impostor, info.threshold_far,
-                            metrics.genuine_pair_weights(held_out_labels))
+    calibration = embedding_calibration(Embedder(candidate_path).embed(held_out_crops),
+                                        held_out_labels, info.metric, info.threshold_far)
     measured = {"parity_mean_cosine": parity.mean_cosine,
                 "parity_min_cosine": parity.min_cosine,
                 "parity_decision_agreement": parity.decision_agreement,

@@ -34,8 +34,11 @@ from siamese.export.onnx_export import save_atomic, write_metadata
 from siamese.runtime.commands.support import SiameseCommand
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import DatasetError
-from siamese.train import metrics
-from siamese.train.calibration import Calibration, calibrate, validation_calibration
+from siamese.train.calibration import (
+    Calibration,
+    embedding_calibration,
+    validation_calibration,
+)
 from siamese.train.checkpoint import Checkpoint
 from siamese.train.data import FaceTensors
 from siamese.train.datasets import alternate_half
@@ -66,16 +69,13 @@ def recalibrate_onnx(path: Path, faces: AlignedFaces, people: set[str],
     info = embedder.info
     records = faces.select(people)
     labels = np.unique([r.identity for r in records], return_inverse=True)[1]
-    vectors = embedder.embed(np.stack([faces.crop(r.path) for r in records]))
-    genuine, impostor = metrics.all_pair_scores(vectors, labels, info.metric)
-    varied_impostor = None
+    varied_embeddings = None
     if varied is not None:
         extra, chosen = varied
-        scores = metrics.similarity_matrix(
-            embedder.embed(np.stack([extra.crop(r.path) for r in chosen])), info.metric)
-        varied_impostor = scores[np.triu_indices(len(scores), k=1)]
-    calibration = calibrate(genuine, impostor, info.threshold_far,
-                            metrics.genuine_pair_weights(labels), varied_impostor, description)
+        varied_embeddings = embedder.embed(np.stack([extra.crop(r.path) for r in chosen]))
+    calibration = embedding_calibration(
+        embedder.embed(np.stack([faces.crop(r.path) for r in records])), labels, info.metric,
+        info.threshold_far, varied_embeddings, description)
     model = onnx.load(str(path))
     write_metadata(model, replace(info, threshold=calibration.far_threshold,
                                   accuracy_threshold=calibration.accuracy_threshold))

@@ -96,20 +96,31 @@ def _far_threshold(impostor: np.ndarray, target_far: float, which: str,
                           f"target FAR)") from None
 
 
+def embedding_calibration(embeddings: np.ndarray, labels: np.ndarray, metric: str,
+                          target_far: float, varied: np.ndarray | None = None,
+                          varied_faces: str | None = None,
+                          require_evidence: bool = True) -> Calibration:
+    """`calibrate` over every pair of held-out people's embeddings (integer `labels`), each
+    person's genuine pairs weighing alike; with `varied` embeddings (unlabelled, each a
+    different person) the FAR threshold holds on every pair of those too."""
+    genuine, impostor = metrics.all_pair_scores(embeddings, labels, metric)
+    varied_impostor = None
+    if varied is not None:
+        scores = metrics.similarity_matrix(varied, metric)
+        varied_impostor = scores[np.triu_indices(len(scores), k=1)]
+    return calibrate(genuine, impostor, target_far, metrics.genuine_pair_weights(labels),
+                     varied_impostor, varied_faces, require_evidence)
+
+
 def validation_calibration(model: torch.nn.Module, val: FaceTensors, spec: Preprocess,
                            metric: str, device: torch.device | str, target_far: float,
                            varied: FaceTensors | None = None,
                            varied_faces: str | None = None,
                            require_evidence: bool = True) -> Calibration:
-    """Thresholds and validation metrics over every pair of the held-out people's images; with
-    `varied` faces (unlabelled, each a different person) the FAR threshold holds on every pair
-    of those too."""
-    embeddings = embed_pixels(model, val.pixels, spec, device)
-    genuine, impostor = metrics.all_pair_scores(embeddings, val.labels, metric)
-    varied_impostor = None
-    if varied is not None:
-        scores = metrics.similarity_matrix(embed_pixels(model, varied.pixels, spec, device),
-                                           metric)
-        varied_impostor = scores[np.triu_indices(len(scores), k=1)]
-    return calibrate(genuine, impostor, target_far, metrics.genuine_pair_weights(val.labels),
-                     varied_impostor, varied_faces, require_evidence)
+    """Thresholds and validation metrics of a PyTorch model on the held-out people's images
+    (and `varied` faces: embedding_calibration)."""
+    varied_embeddings = None if varied is None else embed_pixels(model, varied.pixels, spec,
+                                                                 device)
+    return embedding_calibration(embed_pixels(model, val.pixels, spec, device), val.labels,
+                                 metric, target_far, varied_embeddings, varied_faces,
+                                 require_evidence)

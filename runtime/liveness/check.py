@@ -34,7 +34,7 @@ from siamese.runtime.liveness.challenge import (
 )
 from siamese.runtime.liveness.passive import TextureScorer, load_texture_model
 from siamese.runtime.liveness.planarity import naive_yaw, nose_offset
-from siamese.runtime.vision.detector import Face
+from siamese.runtime.vision.detector import Face, box_iou
 
 MODES = ("off", "passive", "active")
 TEXTURE_MODES = ("off", "report", "refuse")
@@ -134,9 +134,10 @@ class LivenessCheck:
         face = faces[0]
         if len(faces) > 1 and faces[1].area >= SECOND_FACE_AREA * face.area:
             return self._fail(f"{len(faces)} faces in view: one person at a time", now)
-        if self.box is not None and _iou(self.box, face.box) < MIN_IOU:
+        box = np.asarray(face.box, dtype=np.float64)
+        if self.box is not None and box_iou(self.box[None], box[None])[0] < MIN_IOU:
             return self._fail("the tracked face jumped (a swap or a second person)", now)
-        self.box = np.asarray(face.box, dtype=np.float64)
+        self.box = box
         if self.frontal is None:
             events = self._start(face, scored, match, now)
             if self.frontal is not None:
@@ -245,12 +246,3 @@ class LivenessCheck:
         if self.started is not None and self.decided is not None:
             out["time_to_decision_s"] = round(self.decided - self.started, 3)
         return out
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    union = aw * ah + bw * bh - w * h
-    return w * h / union if union > 0 else 0.0

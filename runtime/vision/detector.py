@@ -98,6 +98,17 @@ class FaceDetector:
         return sorted(faces, key=lambda face: face.score, reverse=True)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of matching rows of (N, 4) x, y, w, h boxes (0 where both are empty)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    x1, y1 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
+    x2 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
+    y2 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
+    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def largest_face(faces: list[Face]) -> Face | None:
     """The face with the largest box, or None."""
     return max(faces, key=lambda face: face.area, default=None)
