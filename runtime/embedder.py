@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from siamese.runtime.errors import ModelError
+from siamese.runtime.fingerprint import model_fingerprint
 from siamese.runtime.model_info import ModelInfo
 
 
@@ -90,7 +91,7 @@ class Embedder:
         # a graph with a fixed batch size (some third-party models) is fed exactly that many
         self.fixed_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
         self.batch_size = self.fixed_batch or batch_size
-        self.fingerprint = file_fingerprint(self.path)
+        self.fingerprint = model_fingerprint(self.path)
 
     @property
     def providers(self) -> list[str]:

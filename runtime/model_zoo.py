@@ -11,8 +11,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from siamese.runtime.embedder import file_fingerprint
 from siamese.runtime.errors import ModelError
+from siamese.runtime.fingerprint import model_fingerprint
 from siamese.runtime.storage import references
 from siamese.runtime.vision.detector import MODELS_DIR
 
@@ -33,8 +33,8 @@ PACKAGED = {m.name: m for m in (
                   "edge-resnet INT8, 96 px, distilled from SFace: the fast model"),
     PackagedModel("edge-fp32", "siamese_edge.onnx", "the same weights in FP32"),
     PackagedModel("sface", "sface.onnx",
-                  "OpenCV Zoo SFace (Apache-2.0) through siamese-import --no-fold: its "
-                  "block-quantised 8-bit weights as shipped (our static INT8 failed its gate)"),
+                  "OpenCV Zoo SFace (Apache-2.0) through siamese-import, then our static INT8 "
+                  "(per-channel QDQ; depthwise and first convolutions kept float)"),
 )}
 
 # Chosen by measurement (docs/MODEL_CARD.md, "Defaults per use"): a door sees frontal, cooperative
@@ -74,7 +74,7 @@ def resolve(model: str | Path | None, use: str = "door") -> Path:
 
 @functools.cache
 def _packaged_fingerprints() -> dict[str, str]:
-    return {file_fingerprint(m.path): m.name for m in installed()}
+    return {model_fingerprint(m.path): m.name for m in installed()}
 
 
 def model_label(fingerprint: str) -> str:

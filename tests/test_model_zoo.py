@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from siamese.runtime import model_zoo
-from siamese.runtime.embedder import file_fingerprint
 from siamese.runtime.errors import ModelError, ReferenceError
+from siamese.runtime.fingerprint import model_fingerprint
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.storage.integrity import load_or_create_key
 from siamese.runtime.storage.references import Template, load_template, save_template
@@ -61,9 +61,9 @@ def test_unknown_model_name_is_one_line_exit_2(tmp_path):
 def test_a_template_of_sface_is_refused_by_edge_naming_both(tmp_path):
     path = tmp_path / "t.json"
     key = load_or_create_key(tmp_path / "key")
-    sface = file_fingerprint(model_zoo.PACKAGED["sface"].path)
+    sface = model_fingerprint(model_zoo.PACKAGED["sface"].path)
     save_template(Template("x", np.full((1, 128), 128 ** -0.5, np.float32), sface), path, key)
-    edge = file_fingerprint(model_zoo.PACKAGED["edge"].path)
+    edge = model_fingerprint(model_zoo.PACKAGED["edge"].path)
     with pytest.raises(ReferenceError) as caught:
         load_template(path, edge, key, 128)
     message = str(caught.value)
