@@ -124,3 +124,44 @@ def test_augmented_views_are_a_cache_with_a_teacher_target_each(mini_faces, tmp_
     assert data["embeddings"].shape == (len(views), 128)
     again = subprocess.run(args, capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_the_gpu_recipe_of_the_edge_model_runs_end_to_end_on_a_cpu(mini_faces, tmp_path):
+    """tools/gpu_recipes.py's online-SFace and cached-SFace recipes, as a lent GPU would run them
+    (carry folder in, bundle out), here on the CPU with the LFW fixture and a tiny budget."""
+    import shutil
+    import tarfile
+
+    from siamese.train.checkpoint import Checkpoint
+
+    people = LFW_MINI / "peopleDevTrain.txt"
+    carry = tmp_path / "carry"
+    (carry / "lfw_protocol").mkdir(parents=True)
+    for text in LFW_MINI.glob("*.txt"):
+        shutil.copy(text, carry / "lfw_protocol")
+    sface = Path(DEFAULT_MODEL).with_name("sface.onnx")
+    for tool, args in (("pack_face_cache.py", ["pack", str(mini_faces.directory),
+                                               str(carry / "faces.npz"), "--people", str(people)]),
+                       ("teacher_embeddings.py", [str(mini_faces.directory),
+                                                  str(carry / "sface.npz"), "--people",
+                                                  str(people), "--teacher", str(sface)]),
+                       ("gpu_recipes.py", ["--carry", str(carry), "--out", str(tmp_path / "out"),
+                                           "--work", str(tmp_path / "work"), "--device", "cpu",
+                                           "--budget", "30", "--only", "sface-online-l",
+                                           "--only", "sface-cached-l"])):
+        run = subprocess.run([sys.executable, str(TOOLS / tool), *args], capture_output=True,
+                             text=True)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert {name: row["model"] for name, row in summary.items()} == {
+        "sface-online-l": True, "sface-cached-l": True}
+    bundle = tmp_path / "bundle.tar"
+    bundle.write_bytes(b"".join(p.read_bytes()
+                                for p in sorted((tmp_path / "out").glob("bundle.part.*"))))
+    with tarfile.open(bundle) as tar:
+        tar.extractall(tmp_path / "runs", filter="data")
+    online = Checkpoint.load(tmp_path / "runs" / "sface-online-l" / "model.pt")
+    cached = Checkpoint.load(tmp_path / "runs" / "sface-cached-l" / "model.pt")
+    assert online.config.arch == cached.config.arch == "edge-resnet-l"
+    assert online.config.distill_online.endswith("sface.onnx") and online.config.distill is None
+    assert cached.config.distill.endswith("sface.npz") and cached.preprocess.size == 112

@@ -225,16 +225,14 @@ def test_extra_unlabelled_faces_are_distilled_alongside(mini_faces, tmp_path):
     assert losses[-1] < losses[0]
     # --no-extra-augment: cached views go in as they are (their targets fit those pixels),
     # while the training images are still augmented
-    from siamese.train.data import normalize, to_unit_range
+    from siamese.train.data import to_unit_range
 
     cached = Trainer(replace(config, extra_augment=False), mini_faces, records,
                      tmp_path / "cached", None, progress=False).objective
     index = torch.arange(4)
-    inputs = cached._inputs(index, extra=index)
-    expected = normalize(to_unit_range(cached.extra.pixels[index]), cached.spec)
-    assert torch.equal(inputs[4:], expected)
-    plain = normalize(to_unit_range(cached.train.pixels[index]), cached.spec)
-    assert not torch.equal(inputs[:4], plain)
+    views = cached._views(index, extra=index)
+    assert torch.equal(views[4:], to_unit_range(cached.extra.pixels[index]))
+    assert not torch.equal(views[:4], to_unit_range(cached.train.pixels[index]))
 
 
 def test_slimmed_checkpoint_embeds_alike_and_cannot_be_resumed(mini_faces, tmp_path):

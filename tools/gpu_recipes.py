@@ -14,6 +14,19 @@ data machine with `siamese-eval`.
     python tools/gpu_recipes.py --carry DIR --out OUTDIR --budget 330
       (DIR holds faces.npz, teacher.npz, morphs.npz and lfw_protocol/*.txt)
     cat OUTDIR/bundle.part.* | tar x -C runs/gpu
+
+The edge model's GPU recipe (issue 17, 6b): SFace's targets of each augmented view, computed on
+the GPU as the student trains (train.onnx_teacher), against SFace's targets of the cached crops,
+the larger 112-px student (edge-resnet-l) in both. One call of at most 10 minutes on one H200:
+
+    python tools/teacher_embeddings.py CACHE DIR/sface.npz --people $P \
+        --teacher runtime/models/sface.onnx
+    python tools/gpu_recipes.py --carry DIR --out OUTDIR --budget 330 \
+        --only sface-online-l --only sface-cached-l
+      (DIR holds faces.npz, sface.npz and lfw_protocol/*.txt; worst case: a 120 s probe, 1.25 x
+      the budget, the bundle)
+    siamese-eval runs/gpu/sface-online-l/model.pt --lfw-root LFW
+    siamese-export runs/gpu/sface-online-l/model.pt --int8 --lfw-root LFW   # parity-gated
 """
 
 from __future__ import annotations
@@ -46,6 +59,13 @@ RECIPES: dict[str, tuple[list[str], int, bool]] = {
                           "--distill", "{teacher}", "--distill-morphs", "{morphs}"], 400, True),
     "distill-morphs-l": (["--preset", "edge-distill", "--arch", "edge-resnet-l",
                           "--distill", "{teacher}", "--distill-morphs", "{morphs}"], 400, False),
+    # SFace's targets (the packaged INT8 file run by torch with float activations: mean cosine
+    # 0.99967 to the FP32 original) of every augmented view on the GPU, against its targets of
+    # the unaugmented crops only (sface.npz), same student at 112 px, same budget
+    "sface-online-l": (["--preset", "edge-distill-l", "--distill-online", "{sface}"], 400,
+                       True),
+    "sface-cached-l": (["--preset", "edge-distill-l", "--distill", "{sface_targets}",
+                        "--distill-centre", "none"], 400, True),
 }
 PROBE_EPOCHS = 3
 LAUNCHER = "import sys; from siamese.train.cli import train_main; sys.argv[0] = 'siamese-train'; " \
@@ -137,7 +157,9 @@ def main(carry: Path, out: Path, budget: float, work: Path, device: str, only: t
     for text in (carry / "lfw_protocol").glob("*.txt"):
         shutil.copy(text, lfw)
     files = {"teacher": str(carry.resolve() / "teacher.npz"),
-             "morphs": str(carry.resolve() / "morphs.npz")}
+             "morphs": str(carry.resolve() / "morphs.npz"),
+             "sface_targets": str(carry.resolve() / "sface.npz"),
+             "sface": str(repo / "runtime" / "models" / "sface.onnx")}
     common = ["--lfw-root", str(lfw), "--faces", str(work / "faces"), "--device", device,
               "--quiet"]
     names = list(only or RECIPES)

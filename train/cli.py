@@ -59,7 +59,8 @@ def open_faces(lfw_root: Path | None, folder: Path | None, cache_dir: Path | Non
 
 def preset_config(preset: str, **overrides) -> TrainConfig:
     """A preset with command-line overrides (None leaves a setting; head "none" drops it)."""
-    for name in ("distill", "distill_morphs", "extra_faces", "extra_distill", "init"):
+    for name in ("distill", "distill_online", "distill_morphs", "extra_faces", "extra_distill",
+                 "init"):
         if overrides.get(name) is not None:
             overrides[name] = str(overrides[name])
     head = overrides.pop("head", None)
@@ -107,6 +108,10 @@ ends inside its warm-up, or whose validation AUC is below {POOR_AUC:g}, is warne
                    + _default("negatives_per_positive"))
 @click.option("--distill", type=click.Path(path_type=Path),
               help="Teacher embeddings .npz (tools/teacher_embeddings.py) to distil from.")
+@click.option("--distill-online", type=click.Path(path_type=Path),
+              help="An ONNX embedder in siamese-edge format (e.g. runtime/models/sface.onnx) "
+                   "run by torch on the training device: its embedding of every augmented view "
+                   "is the target (no --distill file; targets are not centred).")
 @click.option("--distill-morphs", type=click.Path(path_type=Path),
               help="Teacher embeddings of morphs (tools/teacher_embeddings.py --morphs), "
                    "distilled alongside --distill.")

@@ -37,6 +37,7 @@ class TrainConfig:
     distill: str | None = None  # teacher embeddings (.npz with paths, embeddings) to distil from
     distill_weight: float = 1.0
     distill_centre: str = "train"  # train: targets centred on the training mean (dlib) | none
+    distill_online: str | None = None  # ONNX teacher embedding every augmented view on the fly
     distill_morphs: str | None = None  # teacher embeddings of morphs (.npz) to distil from too
     morph_weight: float = 1.0
     extra_faces: str | None = None  # prepared cache of unlabelled faces distilled alongside
@@ -74,7 +75,13 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
-        if self.loss == "none" and self.head is None and self.distill is None:
+        if self.distill is not None and self.distill_online is not None:
+            raise ConfigError("give precomputed teacher embeddings (--distill) or an online "
+                              "teacher (--distill-online), not both")
+        if self.distill_online is not None and self.loss == "triplet":
+            raise ConfigError("online distillation needs batches of images, not fixed triplets")
+        if self.loss == "none" and self.head is None and self.distill is None \
+                and self.distill_online is None:
             raise ConfigError("loss 'none' needs a margin-softmax head or a teacher to distil")
         if self.distill_morphs is not None and self.distill is None:
             raise ConfigError("morph targets need the teacher's embeddings of the training images "

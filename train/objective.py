@@ -21,6 +21,7 @@ from siamese.train.distill import (
 )
 from siamese.train.embedding import embed_pixels
 from siamese.train.losses import MarginSoftmax, OnlineTripletLoss, TripletLoss
+from siamese.train.onnx_teacher import OnnxTeacher
 from siamese.train.samplers import PKSampler, RandomBatchSampler, TripletSampler
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class Objective:
         self.extra = (load_extra_faces(Path(config.extra_faces), Path(config.extra_distill),
                                        spec, self.teacher, device)
                       if config.extra_faces else None)
+        self.online_teacher = (OnnxTeacher(Path(config.distill_online)).to(device)
+                               if config.distill_online else None)
         self.triplet_loss = TripletLoss(config.margin)
         self.online_loss = (OnlineTripletLoss(config.margin, config.loss)
                             if config.loss in ("batch-hard", "semi-hard") else None)
@@ -83,9 +86,9 @@ class Objective:
         log.info("hard mining: %d of %d triplets violate the margin", len(hard), len(candidates))
         return hard
 
-    def _inputs(self, indices: torch.Tensor, morphs: torch.Tensor | None = None,
-                extra: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised (augmented) training images, then the given morphs and extra faces."""
+    def _views(self, indices: torch.Tensor, morphs: torch.Tensor | None = None,
+               extra: torch.Tensor | None = None) -> torch.Tensor:
+        """(Augmented) training images in [0, 1], then the given morphs and extra faces."""
         x = to_unit_range(self.train.pixels[indices])
         if morphs is not None:
             weights = self.morphs.weights[morphs][:, None, None, None]
@@ -99,14 +102,14 @@ class Objective:
             if self.config.augment and self.config.extra_augment:
                 faces = augment(faces, self.augment_config, self.generator)
             x = torch.cat([x, faces])
-        return normalize(x, self.spec)
+        return x
 
     # --- loss -----------------------------------------------------------------------------
     def loss(self, model: torch.nn.Module, batch: np.ndarray) -> tuple[torch.Tensor, int]:
         """The batch's loss and how many images it counts."""
         if batch.ndim == 2:  # fixed triplets (B, 3)
             indices = torch.as_tensor(batch.T.reshape(-1), device=self.device)
-            embeddings = model(self._inputs(indices)).view(3, len(batch), -1)
+            embeddings = model(normalize(self._views(indices), self.spec)).view(3, len(batch), -1)
             return self.triplet_loss(*embeddings), batch.size
         c = self.config
         indices = torch.as_tensor(batch, device=self.device)
@@ -116,7 +119,8 @@ class Objective:
             len(self.morphs), (len(batch),), device=self.device, generator=self.generator)
         extra = None if self.extra is None else torch.randint(
             len(self.extra), (len(batch),), device=self.device, generator=self.generator)
-        parts = model(self._inputs(indices, morphs, extra)).split(len(batch))
+        views = self._views(indices, morphs, extra)
+        parts = model(normalize(views, self.spec)).split(len(batch))
         embeddings = parts[0]
         loss = embeddings.sum() * 0.0
         if morphs is not None:
@@ -130,6 +134,9 @@ class Objective:
         if self.teacher is not None:
             loss = loss + c.distill_weight * distillation_loss(embeddings,
                                                                self.teacher.targets[indices])
+        if self.online_teacher is not None:  # the teacher sees the very view the student sees
+            targets = self.online_teacher(views[:len(batch)])
+            loss = loss + c.distill_weight * distillation_loss(embeddings, targets)
         if self.head is not None:
             loss = loss + c.head_weight * self.head(embeddings, labels)
         return loss, len(batch)
