@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from siamese.train.data import luminance
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,7 @@ def augment(pixels: torch.Tensor, config: AugmentConfig,
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if channels == 3 and config.grey_prob:
-        grey = (x * torch.tensor([0.299, 0.587, 0.114], device=device)[:, None, None]).sum(1,
-                                                                                         True)
+        grey = luminance(x)
         to_grey = torch.rand(n, generator=generator, device=device) < config.grey_prob
         x = torch.where(to_grey[:, None, None, None], grey.expand_as(x), x)
     if config.contrast or config.brightness:

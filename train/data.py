@@ -43,6 +43,12 @@ def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.float() / 255.0
 
 
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """Grey (N, 1, H, W) of RGB (N, 3, H, W) with BT.601's weights, as OpenCV converts."""
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
+    return (x * weights[:, None, None]).sum(1, keepdim=True)
+
+
 def normalize(x: torch.Tensor, spec: Preprocess) -> torch.Tensor:
     """The runtime's Preprocess.normalize on a (N, C, H, W) tensor already scaled to [0, 1]."""
     mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device)[:, None, None]

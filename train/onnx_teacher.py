@@ -22,6 +22,7 @@ from onnx import numpy_helper
 from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.vision.preprocess import Preprocess
+from siamese.train.data import luminance, normalize
 
 Op = Callable[..., torch.Tensor]
 _INTEGER_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
@@ -173,13 +174,10 @@ class OnnxTeacher(torch.nn.Module):
             views = F.interpolate(views, size=(spec.size, spec.size), mode="bilinear",
                                   align_corners=False, antialias=True)
         if spec.color == "gray" and views.shape[1] == 3:
-            weights = torch.tensor([0.299, 0.587, 0.114], device=views.device)
-            views = (views * weights[:, None, None]).sum(1, keepdim=True)
+            views = luminance(views)
         elif spec.color == "rgb" and views.shape[1] == 1:
             views = views.expand(-1, 3, -1, -1)
-        mean = torch.tensor(spec.mean, device=views.device)[:, None, None]
-        std = torch.tensor(spec.std, device=views.device)[:, None, None]
-        x = (views - mean) / std
+        x = normalize(views, spec)
         return x.permute(0, 2, 3, 1).contiguous() if spec.layout == "NHWC" else x
 
     @torch.no_grad()
