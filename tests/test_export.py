@@ -26,8 +26,10 @@ from .conftest import ATT_FACES, LFW_MINI
 @pytest.fixture(scope="module")
 def checkpoint(mini_faces, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    config = PRESETS["edge"].updated(arch="edge-resnet-s", epochs=1, warmup_epochs=0, p=4, k=4,
-                                     lr=0.05)
+    # One epoch at lr 0.05 collapsed every fixture face to cosine > 0.997, so the parity
+    # decisions flipped on noise (warpAffine's last bit moved them between OpenCV 4 and 5).
+    config = PRESETS["edge"].updated(arch="edge-resnet-s", epochs=3, warmup_epochs=0, p=4, k=4,
+                                     lr=0.01)
     records = mini_faces.select(set(LFW(LFW_MINI).view1_train_people))
     Trainer(config, mini_faces, records, out, None, progress=False).run()
     return out / "best.pt"
@@ -36,8 +38,8 @@ def checkpoint(mini_faces, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    # A one-epoch fixture model scores almost every pair close to its threshold, so a few of
-    # the 105 parity pairs may flip under INT8 while cosine stays > 0.999: relax agreement only.
+    # A three-epoch fixture model scores many pairs close to its threshold, so a few of the 105
+    # parity pairs may flip under INT8 (98.1% agree on OpenCV 4.14's crops): relax agreement.
     result = CliRunner().invoke(export_main, [
         str(checkpoint), "--out", str(out), "--fp16", "--int8", "--torchscript",
         "--calib", str(ATT_FACES), "--cache-dir", str(out / "cache"),
