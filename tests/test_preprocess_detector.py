@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from siamese.runtime import FaceDetector, ModelError, Preprocess, read_image
@@ -64,3 +68,17 @@ def test_unreadable_images_raise_image_error(tmp_path):
         read_image(tmp_path / "missing.jpg")
     with pytest.raises(ModelError, match="nope.onnx"):
         FaceDetector(tmp_path / "nope.onnx")
+
+
+def test_creating_a_detector_writes_nothing_on_stderr_even_after_a_bare_cv2_import():
+    """OpenCV 5 warns about DNN targets on each FaceDetectorYN; a tool that imports cv2 before
+    siamese (so before our log level is set) must still keep stderr to its own one line."""
+    code = ("import cv2, numpy as np\n"
+            "from siamese.runtime.vision.detector import FaceDetector\n"
+            "level = cv2.utils.logging.getLogLevel()\n"
+            "FaceDetector().detect(np.zeros((64, 64, 3), np.uint8))\n"
+            "assert cv2.utils.logging.getLogLevel() == level\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -58,9 +58,7 @@ class FaceDetector:
         if not self.model_path.is_file():
             raise ModelError(f"face detector model not found: {self.model_path}")
         try:
-            self._net = cv2.FaceDetectorYN.create(
-                str(self.model_path), "", (320, 320), self.config.score_threshold,
-                self.config.nms_threshold, self.config.top_k)
+            self._net = _create_quietly(self.model_path, self.config)
         except cv2.error as exc:
             raise ModelError(f"cannot load face detector {self.model_path}: {exc}") from None
         self._input_size: tuple[int, int] = (320, 320)
@@ -96,6 +94,21 @@ class FaceDetector:
             for row in rows
         ]
         return sorted(faces, key=lambda face: face.score, reverse=True)
+
+
+def _create_quietly(model_path: Path, config: DetectorConfig) -> cv2.FaceDetectorYN:
+    """OpenCV 5's FaceDetectorYN sets a DNN target its graph engine ignores and warns on stderr
+    each time (one line per detector, in any process that imported cv2 before us): at most
+    errors are logged while it is created."""
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(min(level, logging.LOG_LEVEL_ERROR))
+    try:
+        return cv2.FaceDetectorYN.create(str(model_path), "", (320, 320),
+                                         config.score_threshold, config.nms_threshold,
+                                         config.top_k)
+    finally:
+        logging.setLogLevel(level)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
