@@ -191,20 +191,48 @@ def quantise_import(fp32_path: Path, out: Path, sets: FaceSets, held_out_crops: 
     return attempts
 
 
+def _parity_figures(parity: Parity, against: str, recipe: str) -> dict:
+    measured = {"parity_mean_cosine": parity.mean_cosine,
+                "parity_min_cosine": parity.min_cosine,
+                "parity_decision_agreement": parity.decision_agreement,
+                "parity_pairs": parity.pairs, "parity_against": against,
+                "int8_kept_float": recipe}
+    if parity.accuracy is not None:
+        measured.update(lfw_view1_fp32=parity.reference_accuracy, lfw_view1=parity.accuracy)
+    return measured
+
+
 def _write_int8(candidate_path: Path, out: Path, info: ModelInfo, recipe: str, parity: Parity,
                 held_out_crops: np.ndarray, held_out_labels: np.ndarray) -> None:
     """The passing INT8 file at `out`, thresholds recalibrated, parity figures recorded."""
     calibration = embedding_calibration(Embedder(candidate_path).embed(held_out_crops),
                                         held_out_labels, info.metric, info.threshold_far)
-    measured = {"parity_mean_cosine": parity.mean_cosine,
-                "parity_min_cosine": parity.min_cosine,
-                "parity_decision_agreement": parity.decision_agreement,
-                "parity_pairs": parity.pairs, "parity_against": "fp32 import",
-                "int8_kept_float": recipe}
-    if parity.accuracy is not None:
-        measured.update(lfw_view1_fp32=parity.reference_accuracy, lfw_view1=parity.accuracy)
     model = onnx.load(str(candidate_path))
     write_metadata(model, replace(info.with_variant("int8"), threshold=calibration.far_threshold,
                                   accuracy_threshold=calibration.accuracy_threshold,
-                                  measured=measured))
+                                  measured=_parity_figures(parity, "fp32 import", recipe)))
     save_atomic(model, out)
+
+
+def requantise(fp32_path: Path, out: Path, sets: FaceSets, gate: Gate) -> Parity:
+    """INT8 again from one of our FP32 files (a packaged model), gated like `quantise_import`'s
+    first recipe; its thresholds are kept (they were chosen on the FP32 file by the security
+    rule, tools/recalibrate.py). `out` is written only when the gate passes."""
+    reference = Embedder(fp32_path)
+    info = reference.info
+    if info.variant != "fp32":
+        raise ModelError(f"{fp32_path} is a {info.variant} file; requantise an fp32 one")
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate_path = Path(tmp) / "int8.onnx"
+        export_int8(fp32_path, info, candidate_path, info.preprocess(sets.calibration),
+                    input_name=reference.input_name)
+        candidate = Embedder(candidate_path)
+        accuracy = (_view1(reference, sets), _view1(candidate, sets)) if sets.lfw_pairs else None
+        parity = compare(reference.embed(sets.parity), candidate.embed(sets.parity),
+                         info.metric, info.threshold, gate, accuracy)
+        if parity.passed:
+            model = onnx.load(str(candidate_path))
+            write_metadata(model, replace(info.with_variant("int8"),
+                                          measured=_parity_figures(parity, "fp32", "none")))
+            save_atomic(model, out)
+    return parity
