@@ -167,28 +167,39 @@ def quantise_import(fp32_path: Path, out: Path, sets: FaceSets, held_out_crops: 
     held-out people and its parity figures in the metadata. Returns every attempt's figures.
     """
     reference = Embedder(fp32_path)
-    info = reference.info
-    reference_parity = reference.embed(sets.parity)
-    reference_view1 = _view1(reference, sets) if sets.lfw_pairs else None
+    reference_figures = _reference_figures(reference, sets)
     attempts = []
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in recipes:
             candidate_path = Path(tmp) / f"int8-{recipe}.onnx"
-            export_int8(fp32_path, info, candidate_path, info.preprocess(sets.calibration),
-                        input_name=reference.input_name, keep_float=recipe)
-            candidate = Embedder(candidate_path)
-            accuracy = (reference_view1, _view1(candidate, sets)) if sets.lfw_pairs else None
-            parity = compare(reference_parity, candidate.embed(sets.parity), info.metric,
-                             info.threshold, gate, accuracy)
-            if not any(n.op_type == "QuantizeLinear"
-                       for n in onnx.load(str(candidate_path)).graph.node):
-                parity = replace(parity, failures=(*parity.failures, "no node was quantised"))
+            parity = _gated_int8(reference, reference_figures, sets, gate, candidate_path, recipe)
             attempts.append((recipe, parity))
             if parity.passed:
-                _write_int8(candidate_path, out, info, recipe, parity, held_out_crops,
+                _write_int8(candidate_path, out, reference.info, recipe, parity, held_out_crops,
                             held_out_labels)
                 break
     return attempts
+
+
+def _reference_figures(reference: Embedder, sets: FaceSets) -> tuple[np.ndarray, float | None]:
+    """The FP32 file's parity-face embeddings and View 1 accuracy, computed once."""
+    return reference.embed(sets.parity), _view1(reference, sets) if sets.lfw_pairs else None
+
+
+def _gated_int8(reference: Embedder, reference_figures: tuple[np.ndarray, float | None],
+                sets: FaceSets, gate: Gate, path: Path, recipe: str) -> Parity:
+    """INT8 of the reference's file at `path` (`keep_float` recipe), gated against it."""
+    info = reference.info
+    export_int8(reference.path, info, path, info.preprocess(sets.calibration),
+                input_name=reference.input_name, keep_float=recipe)
+    candidate = Embedder(path)
+    reference_parity, reference_view1 = reference_figures
+    accuracy = (reference_view1, _view1(candidate, sets)) if sets.lfw_pairs else None
+    parity = compare(reference_parity, candidate.embed(sets.parity), info.metric,
+                     info.threshold, gate, accuracy)
+    if not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node):
+        parity = replace(parity, failures=(*parity.failures, "no node was quantised"))
+    return parity
 
 
 def _parity_figures(parity: Parity, against: str, recipe: str) -> dict:
@@ -224,12 +235,8 @@ def requantise(fp32_path: Path, out: Path, sets: FaceSets, gate: Gate) -> Parity
         raise ModelError(f"{fp32_path} is a {info.variant} file; requantise an fp32 one")
     with tempfile.TemporaryDirectory() as tmp:
         candidate_path = Path(tmp) / "int8.onnx"
-        export_int8(fp32_path, info, candidate_path, info.preprocess(sets.calibration),
-                    input_name=reference.input_name)
-        candidate = Embedder(candidate_path)
-        accuracy = (_view1(reference, sets), _view1(candidate, sets)) if sets.lfw_pairs else None
-        parity = compare(reference.embed(sets.parity), candidate.embed(sets.parity),
-                         info.metric, info.threshold, gate, accuracy)
+        parity = _gated_int8(reference, _reference_figures(reference, sets), sets, gate,
+                             candidate_path, "none")
         if parity.passed:
             model = onnx.load(str(candidate_path))
             write_metadata(model, replace(info.with_variant("int8"),

