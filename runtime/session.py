@@ -20,8 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+import numpy as np
 from siamese.runtime.errors import ConfigError
 from siamese.runtime.liveness.check import LivenessCheck, LivenessConfig
+from siamese.runtime.liveness.policy import resolve_policy
 from siamese.runtime.vision.sources import Frame, ThreadedSource
 
 if TYPE_CHECKING:
@@ -77,6 +79,15 @@ class TimedFrames:
                 return
 
 
+def liveness_step(check: LivenessCheck, decision: Decision, image: np.ndarray, now: float,
+                  identity_floor: float) -> list[dict]:
+    """Feed one decided frame (taken at `now` on the camera's clock) to `check`; returns its
+    prompt events. The CLI's session and the service's WebSocket both decide through this."""
+    scored = decision.quality is not None and decision.quality.ok
+    other = decision.score is not None and decision.score < identity_floor
+    return check.update(decision.faces, scored, decision.match, now, other, image)
+
+
 class VerificationSession:
     """Decisions for the frames of `source` until verified, the source ends, or `timeout`.
 
@@ -85,7 +96,9 @@ class VerificationSession:
     says whether the door may open. `timeout` None waits for a finite source to end; a live
     source then needs one (ConfigError otherwise). With `liveness` (runtime.liveness) verified
     needs the vote AND the liveness check; `events` holds its prompts for the caller to show,
-    `liveness.result()` its outcome.
+    `liveness.result()` its outcome. Without it a live source runs the active check (a door
+    must not open for a photo), a recorded one none. The check runs on the frames' own
+    timestamps (the camera's clock); `clock` bounds the session (`timeout`).
     """
 
     def __init__(self, verifier: Verifier, template: Template, source: ThreadedSource,
@@ -93,7 +106,9 @@ class VerificationSession:
                  liveness: LivenessConfig | None = None) -> None:
         self.frames = TimedFrames(source, timeout, clock)
         self.clock = clock
-        self.liveness = LivenessCheck(liveness or LivenessConfig())
+        if liveness is None:
+            liveness = LivenessConfig(resolve_policy(None, None, source.live).mode)
+        self.liveness = LivenessCheck(liveness)
         self.identity_floor = verifier.consistency.pair_limit
         self.events: list[dict] = []
         self.verifier, self.template, self.source = verifier, template, source
@@ -117,10 +132,8 @@ class VerificationSession:
             if decision.quality is not None:
                 self.rejected.update(decision.quality.flags)
                 self.largest_face_px = max(self.largest_face_px, decision.quality.face_px)
-            scored = decision.quality is not None and decision.quality.ok
-            other = decision.score is not None and decision.score < self.identity_floor
-            self.events.extend(self.liveness.update(decision.faces, scored, decision.match,
-                                                    self.clock(), other, frame.image))
+            self.events.extend(liveness_step(self.liveness, decision, frame.image,
+                                             frame.timestamp, self.identity_floor))
             decision.verified = decision.verified and self.liveness.passed
             yield decision
             if decision.verified:
@@ -130,8 +143,9 @@ class VerificationSession:
                 return
         if self.frames.timed_out:
             self.outcome = "timeout"
+        last = self.frame.timestamp if self.frame is not None else 0.0
         self.liveness.give_up("timed out" if self.frames.timed_out else "the source ended",
-                              self.clock())
+                              last)
 
     def hint(self) -> str | None:
         """Why nothing could be decided, when faces were seen but all were too small."""

@@ -97,7 +97,7 @@ def test_degenerate_or_broken_landmarks_give_no_offset():
 # --- the challenge -----------------------------------------------------------------------------
 def active(steps=2, step_s=5.0, **kw) -> LivenessCheck:
     """An active check on synthetic faces (no frames: the texture signal is off)."""
-    challenge = ChallengeConfig(steps=steps, step_s=step_s, **kw)
+    challenge = ChallengeConfig(steps=steps, step_s=step_s, prompt_delay_s=(0.0, 0.0), **kw)
     return LivenessCheck(LivenessConfig("active", challenge, texture="off"), random.Random(7))
 
 
@@ -234,14 +234,14 @@ def _session(frames, mode, clock_step=1 / 15):
     from siamese.runtime.vision.sources import Frame
 
     ticks = iter(range(10**6))
-    source = _Source(Frame(f, i, 0.0) for i, f in enumerate(frames))
+    source = _Source(Frame(f, i, i * clock_step) for i, f in enumerate(frames))
     return VerificationSession(_Verifier(), None, source, timeout=20,
                                clock=lambda: next(ticks) * clock_step,
                                liveness=LivenessConfig(mode, texture="off"))
 
 
 def test_a_stalled_stream_during_the_challenge_times_out_not_verified():
-    session = _session([[face(landmarks(HEAD))]] * 3, "active")
+    session = _session([[face(landmarks(HEAD))]] * 30, "active")  # past the prompt's delay
     decisions = list(session)
     assert session.outcome == "timeout" and not session.verified
     assert not any(d.verified for d in decisions)

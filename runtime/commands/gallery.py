@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import click
-from siamese.runtime.commands.liveness_options import liveness_options
+from siamese.runtime.commands.liveness_options import liveness_options, warn_if_off
 from siamese.runtime.commands.options import (
     build_verifier,
     emit,
@@ -233,14 +233,20 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
     from siamese.runtime.vision.imageio import read_image
 
     setup_logging(verbose)
+    from siamese.runtime.vision.sources import is_live_spec
+
     if bool(inputs) == bool(source):
         raise ConfigError("give images or folders, or --camera SOURCE (not both)")
+    is_live = bool(source) and is_live_spec(source)
+    liveness, policy = liveness.resolve(is_live)
+    warn_if_off(liveness.mode, is_live)
     if inputs and liveness.mode != "off":
         from siamese.runtime.liveness.check import check_mode_for_still
 
         reason = check_mode_for_still(liveness.mode)
         emit({"final": True, "decision": "not_identified", "liveness": {
-            "mode": liveness.mode, "result": "failed", "reason": reason}})
+            "mode": liveness.mode, "result": "failed", "reason": reason,
+            **policy.to_dict()}})
         click.echo(f"not identified: {reason}", err=True)
         sys.exit(1)
     verifier, store = _open(gallery, model, providers, cache_dir, key_file, site=site,
@@ -274,13 +280,17 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
                     frames, liveness, lambda number, found: [
                         writer.row(source, number, i) for i in found], emit, UNKNOWN,
                     floor=verifier.consistency.pair_limit)
-                emit(live.final())
+                emit({**live.final(), "liveness": {**live.check.result(),
+                                                   **policy.to_dict()}})
                 if live.check.failed:
                     click.echo(f"not identified: liveness failed: {live.check.reason}",
                                err=True)
                 sys.exit(EXIT_OK if live.identified else 1)
             for frame in frames:
                 report(source, frame.index, frame.image)
+        if is_live:  # a door without liveness says so in its final line
+            emit({"final": True, "decision": "identified" if named else "not_identified",
+                  "liveness": {"mode": "off", **policy.to_dict()}})
     else:
         for item in inputs:
             paths = list(images_under(item)) if item.is_dir() else [item]

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import click
 from siamese.runtime.liveness.challenge import ChallengeConfig
-from siamese.runtime.liveness.check import DEFAULT_TEXTURE, MODES, TEXTURE_MODES, LivenessConfig
+from siamese.runtime.liveness.check import DEFAULT_TEXTURE, MODES, TEXTURE_MODES
+from siamese.runtime.liveness.policy import SITE_ENV, LivenessRequest, check_site
 
 
 def liveness_options(command):
-    """Add --liveness, --mirrored, --challenge-steps, --step-timeout and --texture; the command
-    receives them as one `liveness` LivenessConfig."""
+    """Add --liveness, --override-site-liveness, --mirrored, --challenge-steps, --step-timeout
+    and --texture; the command receives them, with the site setting (env SIAMESE_LIVENESS,
+    checked here: an empty or unknown value exits 2), as one `liveness` LivenessRequest."""
 
     @functools.wraps(command)
-    def wrapper(*args, liveness_mode, mirrored, challenge_steps, step_timeout, texture,
-                **kwargs):
-        config = LivenessConfig(liveness_mode, ChallengeConfig(
-            steps=challenge_steps, step_s=step_timeout, mirrored=mirrored), texture)
-        return command(*args, liveness=config, **kwargs)
+    def wrapper(*args, liveness_mode, override_site, mirrored, challenge_steps, step_timeout,
+                texture, **kwargs):
+        request = LivenessRequest(
+            liveness_mode, check_site(os.environ.get(SITE_ENV)), override_site,
+            ChallengeConfig(steps=challenge_steps, step_s=step_timeout, mirrored=mirrored),
+            texture)
+        return command(*args, liveness=request, **kwargs)
 
     options = [
-        click.option("--liveness", "liveness_mode", type=click.Choice(MODES), default="off",
-                     show_default=True, envvar="SIAMESE_LIVENESS",
+        click.option("--liveness", "liveness_mode", type=click.Choice(MODES), default=None,
                      help="Presentation-attack check (docs/LIVENESS.md): active = random head "
                           "motions prompted as JSON events (a door with a screen); passive = "
-                          "the 3-D test on unprompted motion; off = identity only "
-                          "[env SIAMESE_LIVENESS]."),
+                          "the 3-D test on unprompted motion; off = identity only. Default: "
+                          "active for a camera or stream, off for files and images, or the "
+                          "site setting [env SIAMESE_LIVENESS], which a weaker flag cannot "
+                          "lower without --override-site-liveness."),
+        click.option("--override-site-liveness", "override_site", is_flag=True,
+                     help="Run a --liveness weaker than the site setting (recorded in the "
+                          "final line)."),
         click.option("--mirrored", is_flag=True,
                      help="The frames are mirrored (a selfie view): left and right swap."),
         click.option("--challenge-steps", type=click.IntRange(1, 10), default=2,
@@ -42,3 +51,10 @@ def liveness_options(command):
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def warn_if_off(mode: str, live: bool) -> None:
+    """One line on stderr when a live source runs without liveness."""
+    if live and mode == "off":
+        click.echo("warning: liveness is off on a live source: a photo held up to the camera "
+                   "can pass", err=True)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import click
-from siamese.runtime.commands.liveness_options import liveness_options
+from siamese.runtime.commands.liveness_options import liveness_options, warn_if_off
 from siamese.runtime.commands.options import (
     build_verifier,
     emit,
@@ -116,17 +116,20 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
     from siamese.runtime.session import small_face_hint, timeout_for
     from siamese.runtime.verifier import VerifyConfig
     from siamese.runtime.vision.imageio import read_image
-    from siamese.runtime.vision.sources import open_source
+    from siamese.runtime.vision.sources import is_live_spec, open_source
 
     setup_logging(verbose)
     if (source is None) == (image is None):
         raise ConfigError("give exactly one of --camera SOURCE or --image FILE")
+    live = source is not None and is_live_spec(source)
+    liveness, policy = liveness.resolve(live)
+    warn_if_off(liveness.mode, live)
     config = VerifyConfig(threshold=threshold, votes_needed=votes, window=window,
                           quality=quality)
     if image is not None and check_mode_for_still(liveness.mode):
         reason = check_mode_for_still(liveness.mode)
-        _final("not_verified", None, precision, liveness={"mode": liveness.mode,
-                                                          "result": "failed", "reason": reason})
+        _final("not_verified", None, precision, liveness={
+            "mode": liveness.mode, "result": "failed", "reason": reason, **policy.to_dict()})
         click.echo(f"not verified: {reason}", err=True)
         sys.exit(EXIT_NOT_VERIFIED)
     verifier = build_verifier(model, providers, cache_dir, key_file, config, site)
@@ -167,7 +170,7 @@ def verify_main(ref, source, image, model, providers, cache_dir, key_file, thres
     if session.liveness.failed:
         click.echo(f"not verified: liveness failed: {session.liveness.reason}", err=True)
     _final(session.outcome, verifier.threshold, precision, session.hint(),
-           None if liveness.mode == "off" else result)
+           {**result, **policy.to_dict()})
     sys.exit(EXIT_OK if session.verified else EXIT_NOT_VERIFIED)
 
 

@@ -9,6 +9,7 @@ action's threshold in the asked direction, so a flat instrument, tilted however,
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ TURN_OFFSET = 0.45
 NOD_OFFSET = 0.40  # no bona fide nod clip: not measured on live nods
 HOLD_FRAMES = 2
 WRONG_WAY = 0.30  # a turn this far the other way fails the challenge (a replayed clip)
+PROMPT_DELAY_S = (0.3, 1.2)  # each prompt comes a random moment after the head is settled
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ChallengeConfig:
     mirrored: bool = False
     turn_offset: float = TURN_OFFSET
     nod_offset: float = NOD_OFFSET
+    prompt_delay_s: tuple[float, float] = PROMPT_DELAY_S
 
     def __post_init__(self) -> None:
         unknown = set(self.actions) - set(ACTIONS)
@@ -44,9 +47,24 @@ class ChallengeConfig:
                 or not 1 <= self.steps <= 10:
             raise ConfigError(f"challenge steps must be an integer from 1 to 10, not "
                               f"{self.steps!r}")
-        if not 0.5 <= float(self.step_s) <= 60:
-            raise ConfigError(f"a challenge step's deadline must lie in [0.5, 60] s, not "
-                              f"{self.step_s!r}")
+        _check_range("a challenge step's deadline (s)", self.step_s, 0.5, 60)
+        if not isinstance(self.mirrored, bool):
+            raise ConfigError(f"mirrored must be True or False, not {self.mirrored!r}")
+        # a threshold under the live noise floor of a still head would pass a still photo
+        _check_range("the turn threshold", self.turn_offset, 0.2, 2.0)
+        _check_range("the nod threshold", self.nod_offset, 0.2, 2.0)
+        delay = self.prompt_delay_s
+        if not isinstance(delay, tuple) or len(delay) != 2:
+            raise ConfigError(f"prompt_delay_s must be a (low, high) pair, not {delay!r}")
+        _check_range("the shortest prompt delay (s)", delay[0], 0.0, 10.0)
+        _check_range("the longest prompt delay (s)", delay[1], delay[0], 10.0)
+
+
+def _check_range(what: str, value: object, low: float, high: float) -> None:
+    """ConfigError unless `value` is a finite real number in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{what} must be a number in [{low:g}, {high:g}], not {value!r}")
 
 
 def draw_actions(config: ChallengeConfig, rng: random.Random) -> list[str]:

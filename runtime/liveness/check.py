@@ -32,6 +32,7 @@ from siamese.runtime.liveness.challenge import (
     motion,
     wrong_way,
 )
+from siamese.runtime.liveness.continuity import RAMP_FRAMES, MotionTrack
 from siamese.runtime.liveness.passive import TextureScorer, load_texture_model
 from siamese.runtime.liveness.planarity import naive_yaw, nose_offset
 from siamese.runtime.vision.detector import Face, box_iou
@@ -59,6 +60,8 @@ class LivenessConfig:
         if self.texture not in TEXTURE_MODES:
             raise ConfigError(f"texture must be one of {', '.join(TEXTURE_MODES)}, not "
                               f"{self.texture!r}")
+        if not isinstance(self.challenge, ChallengeConfig):
+            raise ConfigError(f"challenge must be a ChallengeConfig, not {self.challenge!r}")
 
 
 def check_mode_for_still(mode: str) -> str | None:
@@ -94,6 +97,8 @@ class LivenessCheck:
         self.box: np.ndarray | None = None
         self.lost = 0
         self.returned = False  # back near frontal since the latest prompt
+        self.prompt_at: float | None = None  # when the next prompt is due (camera's clock)
+        self.track = MotionTrack()
         self.held = 0  # consecutive frames performing the asked motion
         self.max_offset = 0.0
         self.step_offsets: list[float] = []
@@ -173,34 +178,67 @@ class LivenessCheck:
         self.state = "checking"
         return self._prompt(now)
 
+    @property
+    def asked(self) -> str | None:
+        """The motion prompted now, or None (no prompt yet, or none due)."""
+        if self.state != "checking" or not self.actions or self.deadline is None:
+            return None
+        return self.actions[self.step]
+
     def _prompt(self, now: float) -> list[dict]:
+        """Schedule the next prompt a random moment from now (a recording cannot know when)."""
         if self.config.mode != "active":
             return []
+        low, high = self.config.challenge.prompt_delay_s
+        self.prompt_at = now + self.rng.uniform(low, high)
+        self.deadline = None
+        return self._due(now)
+
+    def _due(self, now: float) -> list[dict]:
+        if self.prompt_at is None or now < self.prompt_at:
+            return []
+        self.prompt_at = None
         self.deadline = now + self.config.challenge.step_s
         self.returned = False
         return [{"challenge": self.actions[self.step], "step": self.step + 1,
                  "of": len(self.actions), "deadline_s": self.config.challenge.step_s,
                  "mirrored": self.config.challenge.mirrored}]
 
+    def _threshold(self) -> float:
+        """The nose offset the current motion must reach (the smaller one when unprompted)."""
+        challenge = self.config.challenge
+        action = self.asked
+        if action is None:
+            return min(challenge.turn_offset, challenge.nod_offset)
+        return challenge.nod_offset if action == "nod" else challenge.turn_offset
+
     def _advance(self, face: Face, now: float) -> list[dict]:
+        events = self._due(now)
         offset = nose_offset(self.frontal, face.landmarks)
         if offset is None:
-            return []
+            return events
         self.max_offset = max(self.max_offset, offset.size)
-        self.best = max(self.best, offset.size)
+        jumped = self.track.add(now, offset, RETURNED, self._threshold())
+        if jumped is not None:
+            return self._fail(jumped, now)
         done = motion(offset, self.config.challenge)
         if self.config.mode == "passive":
             self.held = self.held + 1 if done is not None else 0
-            if self.held >= HOLD_FRAMES:
+            if self.held >= HOLD_FRAMES and self.track.ramp >= RAMP_FRAMES:
                 self._pass(now)
-            return []
-        action = self.actions[self.step]
+            return events
+        action = self.asked
         self.returned |= offset.size < RETURNED
+        if action is None:  # waiting for the prompt: nothing counts yet
+            self.held = 0
+            return events
+        self.best = max(self.best, offset.size)
         if self.returned and wrong_way(action, offset, self.config.challenge):
             return self._fail(f"asked to {action}, the head turned the other way", now)
-        self.held = self.held + 1 if done == action else 0
+        counted = done == action and self.returned and self.track.ramp >= RAMP_FRAMES
+        self.held = self.held + 1 if counted else 0
         if self.held < HOLD_FRAMES:
-            return []
+            return events
         self.step_offsets.append(round(self.best, 4))
         self.best, self.held = 0.0, 0
         self.step += 1
@@ -229,10 +267,12 @@ class LivenessCheck:
 
     def result(self) -> dict:
         """The final JSON line's liveness part."""
-        out = {"mode": self.config.mode, "result": self.state, "reason": self.reason}
         if self.config.mode == "off":
-            return out
-        out["signals"] = {"planarity_max_offset": round(self.max_offset, 4)}
+            return {"mode": "off"}
+        out = {"mode": self.config.mode, "result": self.state, "reason": self.reason}
+        out["signals"] = {"planarity_max_offset": round(self.max_offset, 4),
+                          "continuity_max_step": round(self.track.max_step, 4),
+                          "continuity_jumps": self.track.jumps}
         if self.texture is not None:
             out["signals"]["texture_score"] = round(statistics.median(
                 self.texture_scores), 4) if self.texture_scores else None

@@ -30,7 +30,7 @@ class LiveIdentification:
 
 def identify_live(detect: Callable, identify: Callable, frames: Iterable, config: LivenessConfig,
                   on_rows: Callable, on_event: Callable, unknown: str = "unknown",
-                  clock: Callable[[], float] = time.monotonic, floor: float = -float("inf")
+                  floor: float = -float("inf")
                   ) -> LiveIdentification:
     """Run `config`'s check over `frames` (runtime.session.TimedFrames): `detect(image)` gives
     the faces, `identify(image, faces)` their identities, largest first. The largest face must
@@ -38,7 +38,9 @@ def identify_live(detect: Callable, identify: Callable, frames: Iterable, config
     verifier's consistency limit) against it; `on_rows(frame, identities)`
     and `on_event(prompt)` report as it goes."""
     live = LiveIdentification(LivenessCheck(config))
+    last = 0.0  # the latest frame's time on the camera's clock
     for frame in frames:
+        last = frame.timestamp
         faces = detect(frame.image)
         found = identify(frame.image, faces)
         on_rows(frame.index, found)
@@ -50,12 +52,13 @@ def identify_live(detect: Callable, identify: Callable, frames: Iterable, config
             (m.score for m in top.candidates if m.name == live.name), None)
         other = top is not None and live.name is not None and (
             (named and top.identity != live.name) or held is None or held < floor)
-        for event in live.check.update(faces, scored, match, clock(), other, frame.image):
+        for event in live.check.update(faces, scored, match, frame.timestamp, other,
+                                       frame.image):
             on_event(event)
         if live.name is None and live.check.state != "frontal" and named:
             live.name = top.identity
         if live.check.done:
             return live
     live.check.give_up("timed out" if frames.timed_out
-                       else "the source ended", clock())
+                       else "the source ended", last)
     return live

@@ -33,7 +33,8 @@ STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp
 class Frame:
     image: np.ndarray
     index: int  # position in the source (frames read; live sources skip the stale ones)
-    timestamp: float  # time.monotonic() when read
+    timestamp: float  # seconds on the camera's clock: capture time (monotonic) for a live
+    # source, the frame's position in the recording for a video file
 
 
 def open_capture(spec: int | str, timeout: float,
@@ -148,6 +149,7 @@ class VideoFile(ThreadedSource):
 
     def _produce(self) -> None:
         capture, index = self._capture, 0
+        clock = MediaClock(capture.get(cv2.CAP_PROP_FPS))
         try:
             while not self._stop.is_set():
                 ok, image = capture.read()
@@ -156,7 +158,7 @@ class VideoFile(ThreadedSource):
                 if image is None or image.size == 0:
                     self.corrupt_frames += 1
                     continue
-                frame = Frame(image, index, time.monotonic())
+                frame = Frame(image, index, clock.tick(capture.get(cv2.CAP_PROP_POS_MSEC)))
                 while not self._stop.is_set():
                     try:
                         self._queue.put(frame, timeout=0.1)
@@ -183,6 +185,33 @@ class VideoFile(ThreadedSource):
                 return None
             if time.monotonic() >= deadline:
                 return None
+
+
+class MediaClock:
+    """A recording's own time base: each frame's position (ms) when the container gives one
+    that moves forward, else the previous frame's time plus one frame at the file's rate."""
+
+    DEFAULT_FPS = 15.0
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / (fps if 0 < fps < 1000 else self.DEFAULT_FPS)
+        self.last: float | None = None
+
+    def tick(self, position_ms: float) -> float:
+        seconds = position_ms / 1000.0
+        if self.last is None:
+            now = seconds if 0 <= seconds < 1e6 else 0.0
+        elif self.last < seconds < self.last + 10.0:
+            now = seconds
+        else:
+            now = self.last + self.period
+        self.last = now
+        return now
+
+
+def is_live_spec(spec: str) -> bool:
+    """A camera index or a stream URL (what a door sees), not a recorded file."""
+    return spec.isdigit() or spec.lower().startswith(STREAM_PREFIXES)
 
 
 def open_capture_file(path: Path) -> cv2.VideoCapture:
