@@ -168,7 +168,10 @@ def test_identify_and_verify_name_the_enrolled_person(server):
                      headers=bearer(server.door), timeout=60).json()
     no = httpx.post(f"{server.url}/v1/verify/Yashwant Sinha", files=stranger,
                     headers=bearer(server.door), timeout=60).json()
-    assert yes["verified"] is True and no["verified"] is False and no["face_found"] is True
+    assert yes["match"] is True and no["match"] is False and no["face_found"] is True
+    # one still cannot open a door under the default liveness policy (active)
+    assert yes["verified"] is False and no["verified"] is False
+    assert yes["liveness"]["mode"] == "active" and yes["liveness"]["result"] == "not_checked"
     absent = httpx.post(f"{server.url}/v1/verify/Nobody", files=files,
                         headers=bearer(server.door))
     assert absent.status_code == 404 and "not enrolled" in absent.json()["error"]
@@ -271,44 +274,97 @@ def test_openapi_metrics_and_cors_off(server):
     assert "default-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_websocket_session_verifies_the_enrolled_person(server):
+def _session(server, frames: list, key: str, person: str, start: dict | None = None
+             ) -> list[dict]:
+    """Stream `frames` over /v1/sessions, one per answer, until the final message."""
     websockets = pytest.importorskip("websockets.sync.client")
     import cv2
 
+    events = []
+    with websockets.connect(f"ws://127.0.0.1:{server.port}/v1/sessions") as socket:
+        socket.send(json.dumps({"type": "start", "person": person, "key": key,
+                                **(start or {})}))
+        events.append(json.loads(socket.recv(timeout=30)))
+        if events[-1]["type"] != "ready":
+            return events
+        for frame in frames:
+            socket.send(cv2.imencode(".jpg", frame)[1].tobytes())
+            while True:  # prompts come before their frame's answer
+                events.append(json.loads(socket.recv(timeout=30)))
+                if events[-1]["type"] != "challenge":
+                    break
+            if events[-1]["type"] == "frame" and events[-1].get("verified"):
+                events.append(json.loads(socket.recv(timeout=30)))
+            if events[-1]["type"] in ("final", "error"):
+                return events
+        socket.send(json.dumps({"type": "end"}))  # not a frame: the server ends the session
+        events.append(json.loads(socket.recv(timeout=30)))
+    return events
+
+
+def _video(name: str) -> list:
+    import cv2
+
+    capture, frames = cv2.VideoCapture(str(EXAMPLES / name)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def test_websocket_session_refuses_a_filmed_photo_and_records_the_liveness(server):
     files = [("images", (p.name, p.read_bytes(), "image/jpeg"))
              for p in sorted((EXAMPLES / "Abdullah_Gul").glob("*.jpg"))]
     made = httpx.post(f"{server.url}/v1/people/Abdullah Gul", files=files,
                       headers=bearer(server.admin), timeout=60)
     assert made.status_code in (201, 409), made.text
-
-    def run(video: str, key: str) -> list[dict]:
-        capture = cv2.VideoCapture(str(EXAMPLES / video))
-        events = []
-        with websockets.connect(f"ws://127.0.0.1:{server.port}/v1/sessions") as socket:
-            socket.send(json.dumps({"type": "start", "person": "Abdullah Gul", "key": key}))
-            events.append(json.loads(socket.recv(timeout=30)))
-            if events[-1]["type"] != "ready":
-                return events
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                socket.send(cv2.imencode(".jpg", frame)[1].tobytes())
-                events.append(json.loads(socket.recv(timeout=30)))
-                if events[-1]["type"] == "frame" and events[-1].get("verified"):
-                    events.append(json.loads(socket.recv(timeout=30)))
-                    break
-            if events[-1]["type"] != "final":
-                socket.send(json.dumps({"type": "end"}))
-        capture.release()
-        return events
-
-    genuine = run("Abdullah_Gul.avi", server.door)
-    assert genuine[0]["type"] == "ready" and genuine[-1] == {
-        "type": "final", "person": "Abdullah Gul", "verified": True,
-        "frames": genuine[-1]["frames"], "reason": "votes reached"}
-    refused = run("Abdullah_Gul.avi", "sk-wrong")
+    photo_video = _video("Abdullah_Gul.avi") * 3  # a still photo filmed, 6 s
+    events = _session(server, photo_video, server.door, "Abdullah Gul")
+    assert events[0]["type"] == "ready" and events[0]["liveness"] == "active"
+    final = events[-1]
+    assert final["type"] in ("final", "error") and not final.get("verified")
+    assert any(e["type"] == "frame" and e["match"] for e in events)  # the right person...
+    if final["type"] == "final":  # ...refused for liveness
+        assert final["liveness"]["mode"] == "active"
+        assert final["liveness"]["result"] == "failed" and final["liveness"]["reason"]
+    audit = json.loads(server.state.config.audit.read_text().splitlines()[-1])
+    assert audit["route"] == "session" and audit["decision"] == "rejected"
+    assert audit["liveness"]["mode"] == "active" and audit["liveness"]["result"] == "failed"
+    weaker = _session(server, [], server.door, "Abdullah Gul", {"liveness": "off"})
+    assert weaker[0]["type"] == "error" and weaker[0]["status"] == 403
+    refused = _session(server, [], "sk-wrong", "Abdullah Gul")
     assert refused[0] == {"type": "error", "status": 401, "error": "missing or unknown API key"}
+
+
+def test_websocket_session_verifies_a_live_head_turn_as_asked(server):
+    import random
+
+    from siamese.runtime.liveness.challenge import ChallengeConfig
+
+    from tests.live_clip import ACTION, ENROL, live_turn
+
+    files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in ENROL]
+    made = httpx.post(f"{server.url}/v1/people/Live Person", files=files,
+                      headers=bearer(server.admin), timeout=60)
+    assert made.status_code in (201, 409), made.text
+    # the test-only hook: Python sets the challenge, no command line can
+    server.state.challenge = ChallengeConfig(actions=(ACTION,), steps=1,
+                                             prompt_delay_s=(0.3, 0.3))
+    server.state.challenge_rng = random.Random(0)
+    try:
+        events = _session(server, live_turn(hold_s=1.0) * 3, server.door, "Live Person")
+    finally:
+        server.state.challenge, server.state.challenge_rng = ChallengeConfig(), None
+    prompts = [e for e in events if e["type"] == "challenge"]
+    assert prompts and prompts[0]["challenge"] == ACTION and prompts[0]["prompt"]
+    final = events[-1]
+    assert final["type"] == "final" and final["verified"] is True, final
+    assert final["liveness"]["result"] == "passed" and final["liveness"]["signals"]
+    audit = json.loads(server.state.config.audit.read_text().splitlines()[-1])
+    assert audit["decision"] == "verified" and audit["liveness"]["result"] == "passed"
 
 
 def test_audit_log_is_chained_and_tampering_is_named(server, tmp_path):

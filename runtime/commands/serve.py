@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from siamese.runtime.commands.support import (
     setup_logging,
 )
 from siamese.runtime.errors import IntegrityError
+from siamese.runtime.liveness.check import MODES
 
 keys_option = click.option("--keys", "keys_file", required=True,
                            type=click.Path(path_type=Path, dir_okay=False),
@@ -49,13 +51,24 @@ def serve_main() -> None:
 @click.option("--max-body-mb", default=20.0, show_default=True, type=FiniteFloat(0, 1024, True))
 @click.option("--timeout", "timeout_s", default=15.0, show_default=True,
               type=FiniteFloat(0, 3600, True), help="Seconds of work per request; beyond: 503.")
+@click.option("--liveness", "liveness_mode", type=click.Choice(MODES), default=None,
+              help="The site's liveness policy for sessions (default: active, or the env "
+                   "SIAMESE_LIVENESS); a key cannot weaken it, and single-still routes make no "
+                   "door decision under it (docs/SERVE.md).")
+@click.option("--override-site-liveness", "override_site", is_flag=True,
+              help="Run a --liveness weaker than SIAMESE_LIVENESS (logged at start).")
 @click.option("-v", "--verbose", is_flag=True)
 def run(keys_file, gallery, audit, host, port, cert, tls_key, insecure, cors, model, threshold,
-        workers, queue, rate, max_body_mb, timeout_s, verbose) -> None:
+        workers, queue, rate, max_body_mb, timeout_s, liveness_mode, override_site,
+        verbose) -> None:
     """Serve until SIGINT/SIGTERM (requests in flight finish first)."""
     setup_logging(verbose)
+    from siamese.runtime.liveness.policy import SITE_ENV, resolve_policy
     from siamese.runtime.service.config import ServiceConfig
     from siamese.runtime.service.server import serve
+
+    policy = resolve_policy(liveness_mode, os.environ.get(SITE_ENV), live=True,
+                            override=override_site)
 
     config = ServiceConfig(keys=keys_file, gallery=gallery,
                            audit=audit or gallery.with_name(gallery.name + ".audit.jsonl"),
@@ -63,12 +76,14 @@ def run(keys_file, gallery, audit, host, port, cert, tls_key, insecure, cors, mo
                            key=tls_key, insecure=insecure, cors=tuple(cors), queue=queue,
                            rate_per_s=rate, burst=max(1, int(2 * rate)),
                            max_body_bytes=int(max_body_mb * (1 << 20)),
-                           request_timeout_s=timeout_s)
+                           request_timeout_s=timeout_s, liveness=policy)
     if workers:
         config.workers = workers
     config.check()
     click.echo(f"siamese-serve on {'https' if cert else 'http'}://{host}:{port} "
-               f"({config.workers} workers)", err=True)
+               f"({config.workers} workers, liveness {policy.mode}"
+               + (f", overriding the site's {policy.site}" if policy.override else "") + ")",
+               err=True)
     serve(config)
 
 

@@ -224,7 +224,8 @@ class LivenessCheck:
         done = motion(offset, self.config.challenge)
         if self.config.mode == "passive":
             self.held = self.held + 1 if done is not None else 0
-            if self.held >= HOLD_FRAMES and self.track.ramp >= RAMP_FRAMES:
+            if self.held >= HOLD_FRAMES and self.track.ramp >= RAMP_FRAMES \
+                    and self.track.settled:
                 self._pass(now)
             return events
         action = self.asked
@@ -237,7 +238,7 @@ class LivenessCheck:
             return self._fail(f"asked to {action}, the head turned the other way", now)
         counted = done == action and self.returned and self.track.ramp >= RAMP_FRAMES
         self.held = self.held + 1 if counted else 0
-        if self.held < HOLD_FRAMES:
+        if self.held < HOLD_FRAMES or not self.track.settled:
             return events
         self.step_offsets.append(round(self.best, 4))
         self.best, self.held = 0.0, 0

@@ -6,9 +6,10 @@ photo sequence lacks is continuity: its pose is held, jumps in one frame, and is
 motion counts only when the nose offset's path (in frontal eye distances, on the camera's clock)
 has, since the last prompt:
 
-- no isolated jump: a frame-to-frame change over JUMP whose changes on both sides are under
-  ISOLATED times it (hold, jump, hold: a swapped, flipped or injected photo; a detector glitch
-  is a spike, out and back, and is not refused);
+- no isolated jump: a frame-to-frame change over JUMP while the HOLD changes on each side of
+  it are all under ISOLATED times it (hold, jump, hold: a swapped, flipped or injected photo;
+  landmark noise on a blurred frame, a detector glitch out and back, or a turn's own changes
+  are not held still around it). A motion is therefore counted only once it has SETTLED;
 - no change faster than MAX_SPEED eye distances per second (at least one frame's STEP_FLOOR);
 - a ramp: at least RAMP_FRAMES frames strictly between the frontal band and the action's
   threshold on the way out (a turn goes through the poses between).
@@ -23,7 +24,8 @@ from dataclasses import dataclass, field
 from siamese.runtime.liveness.planarity import Offset
 
 JUMP = 0.12  # frontal eye distances: smaller frame-to-frame changes are never a cut
-ISOLATED = 0.35  # a jump whose neighbouring changes are both under this fraction is a cut
+ISOLATED = 0.35  # a jump whose neighbouring changes are all under this fraction is a cut
+HOLD = 2  # changes looked at on each side of a jump
 MAX_SPEED = 5.0  # eye distances per second (a live turn measured at 2.6, docs/LIVENESS.md)
 STEP_FLOOR = 0.3  # one frame may always change this much, whatever the frame rate
 RAMP_FRAMES = 2  # frames between the frontal band and the threshold, on the way out
@@ -61,13 +63,29 @@ class MotionTrack:
             self.ramp += 1
         return None
 
+    @property
+    def settled(self) -> bool:
+        """True when none of the last HOLD changes could still turn out to be a cut (a jump
+        after a hold whose following frames are not all in yet)."""
+        steps = self._steps(2 * HOLD)
+        return not any(_held_before(steps[:i], steps[i]) for i in range(HOLD, len(steps)))
+
+    def _steps(self, count: int) -> list[float]:
+        points = self.points[-count - 1:]
+        return [_distance(a, b) for a, b in zip(points, points[1:], strict=False)]
+
     def _isolated_jump(self) -> bool:
-        """The change before the latest one: a jump between two holds?"""
-        if len(self.points) < 4:
+        """The change HOLD frames back: a jump between two holds?"""
+        steps = self._steps(2 * HOLD + 1)
+        if len(steps) < 2 * HOLD + 1:
             return False
-        a, b, c, d = self.points[-4:]
-        before, middle, after = _distance(a, b), _distance(b, c), _distance(c, d)
-        return middle > JUMP and max(before, after) < ISOLATED * middle
+        middle = steps[HOLD]
+        return _held_before(steps[:HOLD], middle) and max(steps[HOLD + 1:]) < ISOLATED * middle
+
+
+def _held_before(before: list[float], step: float) -> bool:
+    """A jump over JUMP after HOLD changes that were all under ISOLATED times it."""
+    return step > JUMP and len(before) >= HOLD and max(before[-HOLD:]) < ISOLATED * step
 
 
 def _distance(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -18,7 +18,9 @@ def prompt_text(check: LivenessCheck) -> str | None:
     if check.state == "frontal":
         return "look straight at the camera"
     if check.state == "checking" and check.config.mode == "active":
-        return f"{check.step + 1}/{len(check.actions)}: {WORDS[check.actions[check.step]]}"
+        if check.asked is None:
+            return "keep looking at the camera"
+        return f"{check.step + 1}/{len(check.actions)}: {WORDS[check.asked]}"
     if check.state == "checking":
         return "move your head a little"
     return f"liveness {check.state}" + (f": {check.reason}" if check.reason else "")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from siamese.runtime.errors import ConfigError
+from siamese.runtime.liveness.policy import LivenessPolicy
 
 MB = 1 << 20
 
@@ -38,6 +39,8 @@ class ServiceConfig:
     session_frames: int = 60  # frames one session may send
     session_timeout_s: float = 30.0  # a session's life
     max_frame_bytes: int = 2 * MB
+    # the site's liveness policy for sessions; a key cannot weaken it (docs/SERVE.md)
+    liveness: LivenessPolicy = field(default_factory=lambda: LivenessPolicy("active"))
 
     def check(self) -> None:
         """ConfigError for a server that must not start as configured."""

@@ -21,6 +21,8 @@ from typing import TypeVar
 import numpy as np
 from siamese.runtime.errors import SiameseError
 from siamese.runtime.identify import Identity, identify_faces
+from siamese.runtime.liveness.check import LivenessCheck
+from siamese.runtime.session import liveness_step
 from siamese.runtime.storage.gallery import Gallery, GalleryIndex
 from siamese.runtime.storage.references import Template, check_name
 from siamese.runtime.verifier import DETECT_SIDE, Comparison, Decision, Verifier, Vote
@@ -134,6 +136,16 @@ class Engine:
     def decide(self, frame: bytes, template: Template, vote: Vote, index: int) -> Decision:
         return self._verifier().decide(self.decode(Upload(frame, f"frame {index}")),
                                        template, vote, index)
+
+    def decide_live(self, frame: bytes, template: Template, vote: Vote, index: int,
+                    check: LivenessCheck, now: float) -> tuple[Decision, list[dict]]:
+        """One session frame: the vote's decision and the liveness check's prompt events (the
+        same step as the CLI's session, runtime.session.liveness_step)."""
+        image = self.decode(Upload(frame, f"frame {index}"))
+        decision = self._verifier().decide(image, template, vote, index)
+        events = liveness_step(check, decision, image, now, self.base.consistency.pair_limit)
+        decision.verified = decision.verified and check.passed
+        return decision, events
 
     def new_vote(self) -> Vote:
         return self.base.new_vote()

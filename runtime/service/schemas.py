@@ -44,11 +44,13 @@ class IdentifyResult(BaseModel):
 
 class VerifyResult(BaseModel):
     person: str
-    verified: bool
+    verified: bool  # a door decision: never true from one still under a liveness policy
+    match: bool  # the score reached the threshold
     face_found: bool
     score: float | None
     threshold: float
     quality_flags: list[str]
+    liveness: dict
 
 
 class Person(BaseModel):

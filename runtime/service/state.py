@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
 
+from siamese.runtime.liveness.challenge import ChallengeConfig
 from siamese.runtime.service.audit import AuditLog
 from siamese.runtime.service.config import ServiceConfig
 from siamese.runtime.service.engine import Engine
@@ -23,6 +25,10 @@ class Service:
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
     sessions: int = 0
+    # the sessions' challenge and its random source; `siamese-serve run` never changes them
+    # (a test fixes the order from Python: its only way in)
+    challenge: ChallengeConfig = field(default_factory=ChallengeConfig)
+    challenge_rng: random.Random | None = None
 
     @classmethod
     def start(cls, config: ServiceConfig, verifier: Verifier | None = None) -> Service:
@@ -38,8 +44,9 @@ class Service:
 
     async def record(self, key: str, route: str, person: str | None = None,
                score: float | None = None, decision: str | None = None,
-               liveness: str | None = None) -> None:
-        """One audit line (written and fsynced off the event loop) and one decision count."""
+               liveness: dict | None = None) -> None:
+        """One audit line (written and fsynced off the event loop) and one decision count;
+        `liveness` is the check's result (mode, result, reason, signals) for decisions."""
         await asyncio.to_thread(self.audit.append, key=key, route=route, person=person,
                           score=None if score is None else round(float(score), 4),
                           decision=decision, liveness=liveness)

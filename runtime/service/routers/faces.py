@@ -15,6 +15,7 @@ from siamese.runtime.service.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["faces"], responses=ERRORS)
+STILL_REASON = "a single still cannot prove a live person: no door decision (use /v1/sessions)"
 
 
 async def upload(file: UploadFile, field: str) -> Upload:
@@ -49,12 +50,25 @@ async def identify(image: Annotated[UploadFile, File()], key: Caller,
 @router.post("/verify/{name}", response_model=VerifyResult)
 async def verify(name: PersonName, image: Annotated[UploadFile, File()], key: Caller,
                  state: State):
-    """Is the largest face in `image` the enrolled person `name`? (one frame, no voting)"""
+    """Is the largest face in `image` the enrolled person `name`? (one frame, no voting)
+
+    Under a liveness policy (the default) one still cannot prove a live person: the answer
+    carries the score and `match`, and `verified` is always false (no door decision; use the
+    /v1/sessions WebSocket). With `--liveness off` `verified` is the match.
+    """
     state.engine.template(name)
     decision = await state.engine.run(state.engine.verify, name, await upload(image, "image"))
+    policy = state.config.liveness.mode
+    verified = decision.match and policy == "off"
+    liveness = {"mode": policy} if policy == "off" else {
+        "mode": policy, "result": "not_checked", "reason": STILL_REASON}
     await state.record(key.name, "verify", person=name, score=decision.score,
-                 decision="verified" if decision.match else "rejected")
+                       decision="verified" if verified else
+                       ("match_no_door_decision" if decision.match else "rejected"),
+                       liveness=liveness)
     flags = list(decision.quality.flags) if decision.quality is not None else []
-    return VerifyResult(person=name, verified=decision.match, face_found=decision.face_found,
+    return VerifyResult(person=name, verified=verified, match=decision.match,
+                        face_found=decision.face_found,
                         score=None if decision.score is None else round(decision.score, 4),
-                        threshold=state.engine.base.threshold, quality_flags=flags)
+                        threshold=state.engine.base.threshold, quality_flags=flags,
+                        liveness=liveness)

@@ -1,15 +1,24 @@
-"""WebSocket /v1/sessions: a live verification, frame by frame, with K-of-N voting.
+"""WebSocket /v1/sessions: a live verification, frame by frame, with K-of-N voting AND the
+site's liveness check (the CLI's check, runtime.session.liveness_step: one implementation).
 
 Messages (JSON text; frames are binary JPEG or PNG):
-  client -> {"type": "start", "person": NAME, "key": KEY}   (or the key in Authorization)
-  server -> {"type": "ready", "person", "votes_needed", "window", "max_frames", "timeout_s"}
+  client -> {"type": "start", "person": NAME, "key": KEY}   (or the key in Authorization;
+            optional "liveness": a mode at least as strong as the site's policy)
+  server -> {"type": "ready", "person", "votes_needed", "window", "max_frames", "timeout_s",
+             "liveness": MODE}
   client -> binary frame, then waits for its answer
+  server -> {"type": "challenge", "challenge": ACTION, "prompt": TEXT, "step", "of",
+             "deadline_s", "mirrored"}   (an active check's prompt; ACTION is turn_left,
+             turn_right or nod, in the person's own sense: a mirrored preview shows a turn
+             to the person's left on the screen's left)
   server -> {"type": "frame", "frame", "face_found", "score", "match", "votes",
-             "scored_frames", "verified", "quality_flags"}
-  server -> {"type": "challenge", "challenge": TEXT, "deadline_s": S}   (liveness prompts:
-             reserved for the liveness check; a client shows TEXT and its countdown)
-  server -> {"type": "final", "person", "verified", "frames", "reason"} and closes (1000)
+             "scored_frames", "verified", "quality_flags", "liveness": STATE, "prompt": TEXT}
+  server -> {"type": "final", "person", "verified", "frames", "reason", "liveness": RESULT}
+            and closes (1000); RESULT = {mode, result, reason, signals, ...}
   server -> {"type": "error", "status", "error"} and closes (4000 + status)
+
+Verified needs the votes and the liveness check. The check's clock is the server's receive
+time of each frame (monotonic): a client cannot stretch a deadline or claim its own timing.
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from siamese.runtime.errors import SiameseError
+from siamese.runtime.liveness.check import MODES, LivenessCheck, LivenessConfig
+from siamese.runtime.liveness.policy import STRENGTH
+from siamese.runtime.liveness.prompts import WORDS, prompt_text
 from siamese.runtime.service.engine import ServiceError
 from siamese.runtime.service.errors import status_of
 from siamese.runtime.service.state import Service
@@ -63,7 +75,19 @@ async def _start(socket: WebSocket, state: Service):
     person = start.get("person")
     if not isinstance(person, str):
         raise ServiceError(400, "start needs a person")
-    return entry, person, state.engine.template(person)
+    return entry, person, state.engine.template(person), _mode(start, state)
+
+
+def _mode(start: dict, state: Service) -> str:
+    """The session's liveness mode: the site's policy, or a stronger one the client asks."""
+    policy = state.config.liveness.mode
+    asked = start.get("liveness", policy)
+    if asked not in MODES:
+        raise ServiceError(400, f"liveness must be one of {', '.join(MODES)}")
+    if STRENGTH[asked] < STRENGTH[policy]:
+        raise ServiceError(403, f"the site's liveness policy is {policy}: a key cannot weaken "
+                                f"it")
+    return asked
 
 
 @router.websocket("/v1/sessions")
@@ -94,12 +118,13 @@ async def session(socket: WebSocket):
 
 async def _run(socket: WebSocket, state: Service) -> None:
     config, engine = state.config, state.engine
-    entry, person, template = await _start(socket, state)
+    entry, person, template, mode = await _start(socket, state)
     vote = engine.new_vote()
+    check = LivenessCheck(LivenessConfig(mode, state.challenge), rng=state.challenge_rng)
     await socket.send_json({"type": "ready", "person": person,
                             "votes_needed": vote.needed, "window": vote.window,
                             "max_frames": config.session_frames,
-                            "timeout_s": config.session_timeout_s})
+                            "timeout_s": config.session_timeout_s, "liveness": mode})
     deadline = time.monotonic() + config.session_timeout_s
     frames, verified, reason, score = 0, False, "frame limit", None
     while frames < config.session_frames:
@@ -112,6 +137,7 @@ async def _run(socket: WebSocket, state: Service) -> None:
         except TimeoutError:
             reason = "timeout"
             break
+        received = time.monotonic()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         data = message.get("bytes")
@@ -120,7 +146,8 @@ async def _run(socket: WebSocket, state: Service) -> None:
         if len(data) > config.max_frame_bytes:
             raise ServiceError(413, f"frame over {config.max_frame_bytes:,} bytes")
         try:
-            decision = await engine.run(engine.decide, data, template, vote, frames)
+            decision, events = await engine.run(engine.decide_live, data, template, vote,
+                                                frames, check, received)
         except ServiceError as exc:
             if exc.status not in (429, 503):
                 raise
@@ -128,6 +155,9 @@ async def _run(socket: WebSocket, state: Service) -> None:
             frames += 1
             continue
         frames += 1
+        for event in events:
+            await socket.send_json({"type": "challenge", "prompt": WORDS[event["challenge"]],
+                                    **event})
         score = decision.score if decision.score is not None else score
         flags = list(decision.quality.flags) if decision.quality is not None else []
         await socket.send_json({
@@ -135,12 +165,17 @@ async def _run(socket: WebSocket, state: Service) -> None:
             "score": None if decision.score is None else round(decision.score, 4),
             "match": decision.match, "votes": decision.votes,
             "scored_frames": decision.scored_frames, "verified": decision.verified,
-            "quality_flags": flags})
+            "quality_flags": flags, "liveness": check.state, "prompt": prompt_text(check)})
         if decision.verified:
-            verified, reason = True, "votes reached"
+            verified, reason = True, "votes reached, liveness passed"
             break
+        if check.failed:
+            reason = f"liveness failed: {check.reason}"
+            break
+    check.give_up("the session ended", time.monotonic())
+    result = check.result()
     await state.record(entry.name, "session", person=person, score=score,
-                 decision="verified" if verified else "rejected")
+                       decision="verified" if verified else "rejected", liveness=result)
     await socket.send_json({"type": "final", "person": person, "verified": verified,
-                            "frames": frames, "reason": reason})
+                            "frames": frames, "reason": reason, "liveness": result})
     await socket.close(1000)
