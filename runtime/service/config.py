@@ -36,7 +36,7 @@ class ServiceConfig:
     max_images: int = 10  # photos in one enrolment
     request_timeout_s: float = 15.0  # a request's work; longer -> 503
     max_sessions: int = 64  # WebSocket sessions at once; more are closed with 1013
-    session_frames: int = 60  # frames one session may send
+    session_frames: int = 450  # frames one session may send (30 s at 15 fps: a challenge)
     session_timeout_s: float = 30.0  # a session's life
     max_frame_bytes: int = 2 * MB
     # the site's liveness policy for sessions; a key cannot weaken it (docs/SERVE.md)

@@ -11,7 +11,8 @@ PAGES = Path(__file__).resolve().parents[1] / "pages"
 FILES = {"/kiosk": ("kiosk.html", "text/html"), "/admin": ("admin.html", "text/html"),
          "/static/kiosk.js": ("kiosk.js", "text/javascript"),
          "/static/admin.js": ("admin.js", "text/javascript"),
-         "/static/style.css": ("style.css", "text/css")}
+         "/static/style.css": ("style.css", "text/css"),
+         "/static/kiosk.css": ("kiosk.css", "text/css")}
 POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
           "media-src 'self' blob: mediastream:; connect-src 'self'; frame-ancestors 'none'")
 
