@@ -319,6 +319,6 @@ def test_eval_liveness_runs_folders_of_recorded_videos(tmp_path):
                           "passive"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     row = next(line for line in run.stdout.splitlines() if line.startswith("| print |"))
-    assert "| 1 | 0 | APCER 0.0% |" in row and "the video ended" in row
+    assert "| print | 1 | APCER 0.0% |" in row and "the video ended" in row
     usage = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True)
     assert usage.returncode == 2 and "--videos" in usage.stderr

@@ -18,6 +18,13 @@ Sessions run on a simulated clock at --fps, frame by frame, against a fresh rand
               towards the asked motion (yaw 25-55 deg for a turn, pitch 20-45 for a nod)
   replay      a prerecorded bona fide clip (frontal frames and its turns in a random order)
               on a simulated phone: it cannot respond
+  seq_*       photo sequences (tools/photo_sequences.py): stills of the bona fide person at
+              poses along each motion, swapped in place as prints, on a screen, injected as
+              clean frames, cross-faded; answering each prompt, or a recorded slideshow
+
+Every session runs the shipped check with the texture signal in "report" mode, so one run
+gives three decisions per session: the shipped check (motion and texture), the motion test
+alone (texture off) and the texture signal alone (its median over the first frames).
 
     python tools/eval_liveness.py --clips /work/data/sample-videos \\
         --photos /work/shared/data/lfw/lfw-deepfunneled --attacks 100 --bona-fide 100
@@ -46,19 +53,30 @@ from pathlib import Path
 import cv2
 import numpy as np
 from siamese.runtime.liveness.challenge import ChallengeConfig, motion
-from siamese.runtime.liveness.check import FRONTAL_YAW, LivenessCheck, LivenessConfig
+from siamese.runtime.liveness.check import (
+    FRONTAL_YAW,
+    TEXTURE_FRAMES,
+    LivenessCheck,
+    LivenessConfig,
+)
 from siamese.runtime.liveness.planarity import naive_yaw, nose_offset
 from siamese.runtime.verifier import Verifier
 from siamese.runtime.vision.align import align_face
 from siamese.runtime.vision.detector import DetectorConfig, FaceDetector, largest_face
 
-_spec = importlib.util.spec_from_file_location(
-    "make_attacks", Path(__file__).with_name("make_attacks.py"))
-attacks = sys.modules.setdefault("make_attacks", importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(attacks)
 
-FLAT = ("print", "screen", "enrolled_photo")
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
+
+
+attacks = _tool("make_attacks")
+sequences = _tool("photo_sequences")
+
 LEAD_S = 1.0  # seconds a session may take to find the frontal face before the first prompt
+UPDATE_MS: list[float] = []  # the check's own time per frame (detection excluded)
 
 
 @dataclass
@@ -69,6 +87,8 @@ class Outcome:
     seconds: float | None  # from the first frame to the decision, on the simulated clock
     offsets: list[float]  # the nose offset that completed each step
     max_offset: float = 0.0  # the largest nose offset seen during the check
+    motion: bool | None = None  # the motion test alone passed (texture off)
+    texture: bool | None = None  # the texture signal alone passed (None: never scored)
 
 
 class Analyser:
@@ -96,14 +116,14 @@ def run_session(check: LivenessCheck, next_frame, analyse, fps: float) -> tuple[
     frames = int(limit * fps)
     for number in range(frames):
         now = number / fps
-        asked = check.actions[check.step] if check.state == "checking" and check.actions \
-            else None
-        image = next_frame(asked)
+        image = next_frame(check.asked)  # what the screen shows now
         if image is None:
             check.give_up("the video ended", now)
             return now, number
         faces, scored, match, other = analyse(image)
+        started = time.perf_counter()
         check.update(faces, scored, match, now, other, image)
+        UPDATE_MS.append(1000 * (time.perf_counter() - started))
         if check.done:
             return now, number + 1
     check.give_up("the session's time ran out", frames / fps)
@@ -169,25 +189,44 @@ def with_mirror(clip: Clip, detector: FaceDetector) -> Clip:
 
 
 class ResponsiveClip:
-    """Plays frontal frames, and the asked motion's segment after a reaction delay."""
+    """A live person: a head at rest (the clip's run of frontal frames around its first one,
+    played back and forth, as a camera sees a still head: consecutive frames, sensor noise)
+    and, after a reaction delay, the asked motion's segment, entered at its first frame when
+    the resting head passes it (no frame of the clip is skipped)."""
 
     def __init__(self, clip: Clip, rng: random.Random, fps: float) -> None:
         self.clip, self.rng, self.fps = clip, rng, fps
+        self.originals = len(clip.frames) // 2  # with_mirror appended a mirrored copy
+        idle = set(clip.idle)
+        start = clip.idle[0]
+        run = [start]
+        while run[-1] + 1 in idle:
+            run.append(run[-1] + 1)
+        while run[0] - 1 in idle:
+            run.insert(0, run[0] - 1)
+        self.path = run + run[-2:0:-1] if len(run) > 1 else run
         self.queue: list[int] = []
         self.last_asked: str | None = None
+        self.pending: str | None = None
+        self.wait = 0
         self.cursor = 0
 
     def __call__(self, asked: str | None) -> np.ndarray:
         if asked != self.last_asked:
             self.last_asked = asked
-            if asked in self.clip.segments:  # finish the motion under way, react, perform
-                delay = int(self.rng.uniform(0.3, 0.8) * self.fps)
-                rest = self.queue[-1] if self.queue else self.rng.choice(self.clip.idle)
-                self.queue = self.queue + [rest] * delay + self.clip.segments[asked]
+            if asked in self.clip.segments:  # react after a delay
+                self.pending, self.wait = asked, int(self.rng.uniform(0.3, 0.8) * self.fps)
         if self.queue:
             return self.clip.frames[self.queue.pop(0)]
+        rest = self.path[self.cursor % len(self.path)]
         self.cursor += 1
-        return self.clip.frames[self.clip.idle[self.cursor % len(self.clip.idle)]]
+        self.wait -= 1
+        if self.pending is not None and self.wait <= 0:
+            segment = self.clip.segments[self.pending]
+            if segment[0] % self.originals == rest:
+                self.queue, self.pending = list(segment[1:]), None
+                return self.clip.frames[segment[0]]
+        return self.clip.frames[rest]
 
 
 class CachedFrames:
@@ -236,9 +275,13 @@ def replay_player(attack, clip: Clip, rng: np.random.Generator) -> callable:
 
 
 def outcome(species: str, check: LivenessCheck) -> Outcome:
+    """The session's three decisions (the check ran with texture "report")."""
     seconds = None if check.decided is None else check.decided
-    return Outcome(species, check.passed, check.reason, seconds, check.step_offsets,
-                   round(check.max_offset, 4))
+    scores = check.texture_scores
+    texture = None if not scores or check.texture is None \
+        else statistics.median(scores) >= check.texture.threshold
+    return Outcome(species, check.passed and texture is not False, check.reason, seconds,
+                   check.step_offsets, round(check.max_offset, 4), check.passed, texture)
 
 
 def main() -> None:
@@ -252,7 +295,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=("active", "passive"), default="active")
     parser.add_argument("--attacks", type=int, default=100, help="sessions per species")
     parser.add_argument("--bona-fide", type=int, default=100, help="bona fide sessions")
-    parser.add_argument("--species", nargs="+", default=list(attacks.SPECIES))
+    parser.add_argument("--species", nargs="+",
+                        default=list(attacks.SPECIES) + list(sequences.SPECIES))
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--step-s", type=float, default=5.0)
     parser.add_argument("--fps", type=float, default=15.0)
@@ -285,7 +329,7 @@ def main() -> None:
     if args.mode == "passive":
         parser.error("simulated sessions run the active mode (the scripted source moves when "
                      "asked); measure passive with --videos")
-    config = LivenessConfig("active", challenge)
+    config = LivenessConfig("active", challenge, texture="report")
     results: list[Outcome] = []
     for number in range(args.bona_fide):
         clip = movers[number % len(movers)]
@@ -304,7 +348,14 @@ def main() -> None:
                 box = largest_face(analyser.detector.detect(clip.frames[clip.idle[0]])).box
                 photo = attacks.around_face([clip.frames[clip.idle[0]]], box, 1.2)[0]
             check = LivenessCheck(config, random.Random(picker.random()))
-            if species == "replay":
+            if species in sequences.SPECIES:
+                clip = picker.choice(movers)
+                first = clip.frames[clip.idle[0]]
+                box = largest_face(analyser.detector.detect(first)).box
+                source = sequences.PhotoSequence(
+                    species, clip, sequences.renderer(species, attacks, rng, box, first), rng,
+                    args.fps)
+            elif species == "replay":
                 clip = picker.choice(movers)
                 box = largest_face(analyser.detector.detect(clip.frames[clip.idle[0]])).box
                 attack = attacks.make_attack("replay", photo, rng,
@@ -320,6 +371,9 @@ def main() -> None:
                 print(f"... {len(results)} sessions, {time.perf_counter() - started:.0f} s",
                       flush=True)
     print_table(results, args.species)
+    print(f"the check's cost per frame (detection excluded; the texture model runs on "
+          f"{TEXTURE_FRAMES} frames a session): median {statistics.median(UPDATE_MS):.3f} ms, "
+          f"p99 {np.percentile(UPDATE_MS, 99):.3f} ms over {len(UPDATE_MS):,} frames")
     print(f"wall time {time.perf_counter() - started:.0f} s")
 
 
@@ -371,41 +425,53 @@ def table_main() -> None:
     """`eval_liveness.py --table LOG...`: the table of the sessions logged by earlier runs."""
     results = [Outcome(**json.loads(line)) for path in sys.argv[2:]
                for line in Path(path).read_text().splitlines() if line.strip()]
-    print_table(results, [s for s in attacks.SPECIES if any(r.species == s for r in results)])
+    print_table(results, [s for s in (*attacks.SPECIES, *sequences.SPECIES)
+                          if any(r.species == s for r in results)])
 
 
 def print_table(results: list[Outcome], species_list: list[str]) -> None:
-    print("\n| species | presentations | accepted | APCER / BPCER | median s to decision "
-          "| nose offset p90 / max | refusal reasons (top) |\n|---|---|---|---|---|---|---|")
+    print("\n| species | presentations | APCER / BPCER (shipped) | motion alone | texture alone "
+          "| median s to decision | nose offset p90 / max | refusal reasons (top) |\n"
+          "|---|---|---|---|---|---|---|---|")
     worst, bpcer = 0.0, None
     for species in ["bona_fide", *species_list]:
         rows = [r for r in results if r.species == species]
         if not rows:
             continue
-        accepted = sum(r.accepted for r in rows)
-        rate = (len(rows) - accepted) / len(rows) if species == "bona_fide" \
-            else accepted / len(rows)
-        if species in FLAT or species == "print_bent":
+        bona_fide = species == "bona_fide"
+        rate = _rate([r.accepted for r in rows], bona_fide)
+        if not bona_fide:
             worst = max(worst, rate)
         times = [r.seconds for r in rows if r.seconds is not None
-                 and (r.accepted if species == "bona_fide" else True)]
+                 and (r.accepted if bona_fide else True)]
         reasons: dict[str, int] = {}
         for r in rows:
             if r.reason:
-                key = r.reason.split(":")[0].split(" within")[0]
+                key = r.reason.split(":")[0].split(" within")[0].split(" by ")[0]
                 reasons[key] = reasons.get(key, 0) + 1
         peak = max(r.max_offset for r in rows)
         p90 = float(np.percentile([r.max_offset for r in rows], 90))
         top = "; ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda x: -x[1])[:2])
-        label = "BPCER" if species == "bona_fide" else "APCER"
+        label = "BPCER" if bona_fide else "APCER"
         median = f"{statistics.median(times):.2f}" if times else "-"
-        print(f"| {species} | {len(rows)} | {accepted} | {label} {100 * rate:.1f}% | {median} "
-              f"| {p90:.3f} / {peak:.3f} | {top} |")
-        if species == "bona_fide":
+        motion = _rate([r.motion for r in rows if r.motion is not None], bona_fide)
+        scored = [r.texture for r in rows if r.texture is not None]
+        texture = f"{100 * _rate(scored, bona_fide):.1f}% of {len(scored)}" if scored else "-"
+        print(f"| {species} | {len(rows)} | {label} {100 * rate:.1f}% | {100 * motion:.1f}% "
+              f"| {texture} | {median} | {p90:.3f} / {peak:.3f} | {top} |")
+        if bona_fide:
             bpcer = rate
     if bpcer is not None:
-        print(f"\nACER (worst print/screen/bent APCER {100 * worst:.1f}%, BPCER "
-              f"{100 * bpcer:.1f}%): {100 * (worst + bpcer) / 2:.1f}%")
+        print(f"\nACER (worst APCER {100 * worst:.1f}%, BPCER {100 * bpcer:.1f}%): "
+              f"{100 * (worst + bpcer) / 2:.1f}%")
+
+
+def _rate(accepted: list[bool], bona_fide: bool) -> float:
+    """BPCER (refused) for bona fide rows, APCER (accepted) for attacks; 0 for no rows."""
+    if not accepted:
+        return 0.0
+    hits = sum(not a for a in accepted) if bona_fide else sum(accepted)
+    return hits / len(accepted)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ has, since the last prompt:
 - no isolated jump: a frame-to-frame change over JUMP while the HOLD changes on each side of
   it are all under ISOLATED times it (hold, jump, hold: a swapped, flipped or injected photo;
   landmark noise on a blurred frame, a detector glitch out and back, or a turn's own changes
-  are not held still around it). A motion is therefore counted only once it has SETTLED;
+  are not held still around it), between poses of which one at least is away from frontal
+  (noise about a still frontal head is no turn). A motion is counted only once it has settled;
 - no change faster than MAX_SPEED eye distances per second (at least one frame's STEP_FLOOR);
 - a ramp: at least RAMP_FRAMES frames strictly between the frontal band and the action's
   threshold on the way out (a turn goes through the poses between).
@@ -54,7 +55,7 @@ class MotionTrack:
                         f"(a cut or a swapped photo)")
         self.times.append(now)
         self.points.append((offset.dx, offset.dy))
-        if self._isolated_jump():
+        if self._isolated_jump(frontal_band):
             self.jumps += 1
             return "the head's pose jumped between two still poses (a cut or a swapped photo)"
         if offset.size < frontal_band:
@@ -74,12 +75,15 @@ class MotionTrack:
         points = self.points[-count - 1:]
         return [_distance(a, b) for a, b in zip(points, points[1:], strict=False)]
 
-    def _isolated_jump(self) -> bool:
-        """The change HOLD frames back: a jump between two holds?"""
+    def _isolated_jump(self, frontal_band: float) -> bool:
+        """The change HOLD frames back: a jump between two holds, off the frontal band?"""
         steps = self._steps(2 * HOLD + 1)
         if len(steps) < 2 * HOLD + 1:
             return False
         middle = steps[HOLD]
+        ends = self.points[-HOLD - 2], self.points[-HOLD - 1]
+        if max(_distance(end, (0.0, 0.0)) for end in ends) < frontal_band:
+            return False
         return _held_before(steps[:HOLD], middle) and max(steps[HOLD + 1:]) < ISOLATED * middle
 
 
