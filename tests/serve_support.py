@@ -15,7 +15,7 @@ pytest.importorskip("fastapi", reason="the service needs the serve extra: "
 import uvicorn  # noqa: E402
 from siamese.runtime.service.config import ServiceConfig  # noqa: E402
 from siamese.runtime.service.keys import add_key  # noqa: E402
-from siamese.runtime.service.main import create_app  # noqa: E402
+from siamese.runtime.service.server import uvicorn_config  # noqa: E402
 from siamese.runtime.service.state import Service  # noqa: E402
 
 
@@ -49,9 +49,7 @@ def start_server(folder: Path, **overrides) -> Running:
     config = ServiceConfig(keys=keys, gallery=folder / "people.db",
                            audit=folder / "audit.jsonl", port=port, **overrides)
     state = Service.start(config)
-    server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port,
-                                           log_level="warning", ws_max_size=3 << 20,
-                                           timeout_graceful_shutdown=5))
+    server = uvicorn.Server(uvicorn_config(state, timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

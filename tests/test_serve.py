@@ -189,7 +189,9 @@ def test_bad_uploads_are_json_errors_with_cli_statuses(server):
     missing = httpx.post(f"{server.url}/v1/compare", headers=bearer(server.door),
                          files={"a": ("a.jpg", photo("Madonna", 1), "image/jpeg")})
     assert missing.status_code == 400 and "b" in missing.json()["error"]
-    assert httpx.get(f"{server.url}/nowhere").json() == {"error": "Not Found"}
+    assert httpx.get(f"{server.url}/nowhere", headers=bearer(server.door)).json() == \
+        {"error": "Not Found"}
+    assert httpx.get(f"{server.url}/nowhere").status_code == 401  # no key: nothing is told
     # a PNG header declaring 30000 x 30000 pixels: refused before decoding
     huge = bytearray(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
     huge[16:24] = (30000).to_bytes(4, "big") * 2
@@ -368,18 +370,26 @@ def test_websocket_session_verifies_a_live_head_turn_as_asked(server):
 
 
 def test_audit_log_is_chained_and_tampering_is_named(server, tmp_path):
-    head = verify_log(server.state.config.audit)
-    assert head.lines >= 5
+    import hashlib
+
+    from siamese.runtime.service.audit import create_key, load_key
+
+    assert compare(server, photo("Madonna", 1), photo("Madonna", 2)).status_code == 200
+    key = load_key(server.state.config.audit_key_path)
+    head = verify_log(server.state.config.audit, key)
+    assert head.lines >= 1
     lines = server.state.config.audit.read_text().splitlines()
     entry = json.loads(lines[0])
-    assert {"time", "key", "route", "person", "score", "decision", "liveness"} <= set(entry)
-    log = AuditLog(tmp_path / "a.jsonl")
+    assert {"time", "key", "route", "person", "score", "decision", "liveness", "mac"} <= \
+        set(entry)
+    own = create_key(tmp_path / "a.key")
+    log = AuditLog(tmp_path / "a.jsonl", own)
     for number in range(5):
         log.append(key="k", route="compare", person=None, score=0.5 + number / 10,
                    decision="same", liveness=None)
     log.close()
     original = (tmp_path / "a.jsonl").read_text().splitlines()
-    assert verify_log(tmp_path / "a.jsonl").lines == 5
+    assert verify_log(tmp_path / "a.jsonl", own).lines == 5
     cases = {
         "edited": original[:2] + [original[2].replace('"score":0.7', '"score":0.9')]
         + original[3:],
@@ -390,10 +400,25 @@ def test_audit_log_is_chained_and_tampering_is_named(server, tmp_path):
         path = tmp_path / f"{kind}.jsonl"
         path.write_text("\n".join(rows) + "\n")
         with pytest.raises(IntegrityError, match="line [34]") as caught:
-            verify_log(path)
+            verify_log(path, own)
         assert ("edited" in str(caught.value)) == (kind == "edited"), (kind, caught.value)
+    # an attacker who can write the log but not read the key edits a decision and rebuilds
+    # the chain with every digest a keyless tool can compute: still named
+    forged, prev = [], "0" * 64
+    for row in original:
+        line = json.loads(row.replace('"decision":"same"', '"decision":"different"'))
+        line["prev"] = prev
+        body = {k: v for k, v in line.items() if k != "mac"}
+        line["mac"] = prev = hashlib.sha256(json.dumps(
+            body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        forged.append(json.dumps(line))
+    (tmp_path / "forged.jsonl").write_text("\n".join(forged) + "\n")
+    with pytest.raises(IntegrityError, match="line 1 was edited"):
+        verify_log(tmp_path / "forged.jsonl", own)
     path = tmp_path / "edited.jsonl"
-    result = CliRunner().invoke(serve_main, ["audit", "verify", str(path)])
+    result = CliRunner().invoke(serve_main, ["audit", "verify", str(path), "--key",
+                                             str(tmp_path / "a.key")])
     assert result.exit_code == 1 and "line 3 was edited" in result.output
-    good = CliRunner().invoke(serve_main, ["audit", "verify", str(tmp_path / "a.jsonl")])
+    good = CliRunner().invoke(serve_main, ["audit", "verify", str(tmp_path / "a.jsonl"),
+                                           "--key", str(tmp_path / "a.key")])
     assert good.exit_code == 0 and "5 lines intact" in good.output

@@ -32,6 +32,9 @@ def serve_main() -> None:
               help="The gallery (SQLite) the people routes use; created when absent.")
 @click.option("--audit", type=click.Path(path_type=Path, dir_okay=False),
               help="The audit log (default: GALLERY.audit.jsonl).")
+@click.option("--audit-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="The audit chain's HMAC key, 0600, kept apart from the log (default: "
+                   "AUDIT.key; created with a new log).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -58,33 +61,36 @@ def serve_main() -> None:
 @click.option("--override-site-liveness", "override_site", is_flag=True,
               help="Run a --liveness weaker than SIAMESE_LIVENESS (logged at start).")
 @click.option("-v", "--verbose", is_flag=True)
-def run(keys_file, gallery, audit, host, port, cert, tls_key, insecure, cors, model, threshold,
-        workers, queue, rate, max_body_mb, timeout_s, liveness_mode, override_site,
+def run(keys_file, gallery, audit, audit_key, host, port, cert, tls_key, insecure, cors, model,
+        threshold, workers, queue, rate, max_body_mb, timeout_s, liveness_mode, override_site,
         verbose) -> None:
     """Serve until SIGINT/SIGTERM (requests in flight finish first)."""
     setup_logging(verbose)
     from siamese.runtime.liveness.policy import SITE_ENV, resolve_policy
-    from siamese.runtime.service.config import ServiceConfig
+    from siamese.runtime.service.config import ServiceConfig, check_port
     from siamese.runtime.service.server import serve
+    from siamese.runtime.service.state import Service
 
     policy = resolve_policy(liveness_mode, os.environ.get(SITE_ENV), live=True,
                             override=override_site)
-
     config = ServiceConfig(keys=keys_file, gallery=gallery,
                            audit=audit or gallery.with_name(gallery.name + ".audit.jsonl"),
-                           model=model, threshold=threshold, host=host, port=port, cert=cert,
-                           key=tls_key, insecure=insecure, cors=tuple(cors), queue=queue,
-                           rate_per_s=rate, burst=max(1, int(2 * rate)),
+                           audit_key=audit_key, model=model, threshold=threshold, host=host,
+                           port=port, cert=cert, key=tls_key, insecure=insecure,
+                           cors=tuple(cors), queue=queue, rate_per_s=rate,
+                           burst=max(1, int(2 * rate)),
                            max_body_bytes=int(max_body_mb * (1 << 20)),
                            request_timeout_s=timeout_s, liveness=policy)
     if workers:
         config.workers = workers
-    config.check()
+    config.check()  # every file, before anything is created or printed
+    check_port(host, port)
+    state = Service.start(config)
     click.echo(f"siamese-serve on {'https' if cert else 'http'}://{host}:{port} "
                f"({config.workers} workers, liveness {policy.mode}"
                + (f", overriding the site's {policy.site}" if policy.override else "") + ")",
                err=True)
-    serve(config)
+    serve(state)
 
 
 @serve_main.group("keys")
@@ -96,27 +102,37 @@ def keys_group() -> None:
 @click.argument("name")
 @click.option("--scope", required=True, type=click.Choice(["admin", "door"]),
               help="admin: everything; door: compare, identify, verify, sessions, list.")
+@click.option("--expires", help="When the key stops working: a duration (90d, 12h, 2w) or a "
+                                "UTC date (2027-01-31). Default: never.")
 @keys_option
-def keys_add(name, scope, keys_file) -> None:
+def keys_add(name, scope, expires, keys_file) -> None:
     """Create a key; it is printed once (the last line), only its salted hash is stored."""
-    from siamese.runtime.service.keys import add_key
+    from siamese.runtime.service.keys import add_key, parse_expiry
 
-    key = add_key(keys_file, name, scope)
-    click.echo(f"key {name!r} ({scope}) added to {keys_file}; it is shown once, store it now:")
+    moment = None if expires is None else parse_expiry(expires)
+    key = add_key(keys_file, name, scope, moment)
+    until = "" if moment is None else f", expires {_utc(moment)}"
+    click.echo(f"key {name!r} ({scope}{until}) added to {keys_file}; it is shown once, store "
+               f"it now:")
     click.echo(key)
+
+
+def _utc(moment: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 @keys_group.command("list")
 @keys_option
 def keys_list(keys_file) -> None:
-    """Name, scope and creation time of each key (never a secret)."""
-    import time
-
+    """Name, scope, creation time and expiry of each key (never a secret)."""
     from siamese.runtime.service.keys import load_entries
 
     for entry in load_entries(keys_file):
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.created))
-        click.echo(f"{entry.name}\t{entry.scope}\t{created}")
+        expiry = "never" if entry.expires is None else _utc(entry.expires) + (
+            " (expired)" if entry.expired() else "")
+        click.echo(f"{entry.name}\t{entry.scope}\t{_utc(entry.created)}\texpires {expiry}")
 
 
 @keys_group.command("revoke")
@@ -137,13 +153,17 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @click.argument("log", type=click.Path(path_type=Path, dir_okay=False))
-def audit_verify(log) -> None:
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="The audit key (default: LOG.key).")
+def audit_verify(log, key_file) -> None:
     """Exit 0 when the chain is intact (prints its length and head), 1 naming the first bad
-    line when a line was edited, inserted or removed."""
-    from siamese.runtime.service.audit import verify_log
+    line when a line was edited, inserted or removed (or its MAC was recomputed without the
+    key)."""
+    from siamese.runtime.service.audit import default_key_path, load_key, verify_log
 
+    key = load_key(key_file or default_key_path(log))
     try:
-        head = verify_log(log)
+        head = verify_log(log, key)
     except IntegrityError as exc:
         click.echo(f"not verified: {exc}", err=True)
         sys.exit(EXIT_NOT_VERIFIED)

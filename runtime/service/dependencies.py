@@ -24,7 +24,13 @@ async def service(request: Request) -> Service:
 async def caller(request: Request,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
                  ) -> KeyEntry:
-    """The key's entry (401 when missing or unknown), after its rate limit (429)."""
+    """The key's entry (401 when missing or unknown), after its rate limit (429). The front
+    door (guards.KeyGate) has checked it from the headers before the body was read."""
+    state: Service = request.app.state.service
+    entry = request.scope.get("state", {}).get("key_entry")
+    if entry is not None:
+        state.limiter.take(entry.name)
+        return entry
     if credentials is None:
         raise ServiceError(401, "missing API key: send Authorization: Bearer KEY",
                            {"WWW-Authenticate": "Bearer"})

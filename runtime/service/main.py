@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from siamese.runtime.service import errors
-from siamese.runtime.service.guards import BodyLimit
+from siamese.runtime.service.guards import BodyLimit, KeyGate
 from siamese.runtime.service.routers import faces, ops, pages, people, sessions
 from siamese.runtime.service.state import Service
 from starlette.routing import Match
@@ -53,9 +53,13 @@ def create_app(state: Service) -> FastAPI:
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # the last added runs first: CORS (preflights), then the key from the headers alone, then
+    # the body's size and deadline
+    app.add_middleware(BodyLimit, limit=state.config.max_body_bytes,
+                       deadline_s=state.config.body_timeout_s)
+    app.add_middleware(KeyGate, state=state)
     if state.config.cors:
         app.add_middleware(CORSMiddleware, allow_origins=list(state.config.cors),
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization"], max_age=600)
-    app.add_middleware(BodyLimit, limit=state.config.max_body_bytes)
     return app

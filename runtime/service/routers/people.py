@@ -29,13 +29,26 @@ async def enrol(name: PersonName, images: Annotated[list[UploadFile], File()], k
         raise ServiceError(409, f"{name!r} is already enrolled (use ?replace=true)")
     uploads = [Upload(await f.read(), f"image {i}") for i, f in enumerate(images, start=1)]
     template = await state.engine.run(state.engine.enroll, name, uploads)
-    await state.engine.add(template, replace)
+    # the line is on disk before the change is committed: a crash between them leaves a line
+    # for a change that may not have happened, never a change without a line
     await state.record(key.name, "enrol", person=name, decision="enrolled")
+    try:
+        await state.engine.add(template, replace)
+    except Exception as exc:
+        await state.record(key.name, "enrol", person=name, decision="failed",
+                           reason=type(exc).__name__)
+        raise
     return Person(name=name, images=len(template.embeddings))
 
 
 @router.delete("/{name}", response_model=Removed)
 async def remove(name: PersonName, key: Admin, state: State):
-    await state.engine.remove(name)
+    state.engine.template(name)  # 404 before any line is written
     await state.record(key.name, "remove", person=name, decision="removed")
+    try:
+        await state.engine.remove(name)
+    except Exception as exc:
+        await state.record(key.name, "remove", person=name, decision="failed",
+                           reason=type(exc).__name__)
+        raise
     return Removed(removed=name)

@@ -36,10 +36,10 @@ from siamese.runtime.liveness.policy import STRENGTH
 from siamese.runtime.liveness.prompts import WORDS, prompt_text
 from siamese.runtime.service.engine import ServiceError
 from siamese.runtime.service.errors import status_of
+from siamese.runtime.service.guards import bearer_key
 from siamese.runtime.service.state import Service
 
 router = APIRouter()
-START_TIMEOUT_S = 30.0
 
 
 def _origin_allowed(socket: WebSocket, state: Service) -> bool:
@@ -56,20 +56,50 @@ async def _fail(socket: WebSocket, status: int, message: str) -> None:
         await socket.close(4000 + status)
 
 
-async def _start(socket: WebSocket, state: Service):
-    """The first message: who is to be verified, by which key."""
-    message = await asyncio.wait_for(socket.receive_text(), START_TIMEOUT_S)
+async def _first_message(socket: WebSocket, state: Service, evicted: asyncio.Event) -> dict:
+    """The socket's first message within auth_timeout_s, unless a newer socket evicts it."""
+    receive = asyncio.ensure_future(socket.receive())
+    evict = asyncio.ensure_future(evicted.wait())
     try:
-        start = json.loads(message)
+        done, _ = await asyncio.wait({receive, evict}, timeout=state.config.auth_timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        evict.cancel()
+        if not receive.done():
+            receive.cancel()
+    if receive in done:
+        return receive.result()
+    if evict in done:
+        raise ServiceError(503, "evicted: too many connections waiting to start")
+    raise TimeoutError
+
+
+async def _start(socket: WebSocket, state: Service, evicted: asyncio.Event):
+    """The first message, within `auth_timeout_s`: who is to be verified, by which key (a
+    blocked address gets 429 before its key is looked at)."""
+    message = await _first_message(socket, state, evicted)
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    try:
+        text = message.get("text")
+        if text is None:
+            raise ValueError
+        start = json.loads(text)
         if not isinstance(start, dict) or start.get("type") != "start":
             raise ValueError
     except ValueError:
-        raise ServiceError(400, 'the first message must be {"type": "start", '
+        raise ServiceError(400, 'the first message must be the text {"type": "start", '
                                 '"person": NAME, "key": KEY}') from None
-    header = socket.headers.get("authorization", "")
-    key = start.get("key") or (header[7:] if header.lower().startswith("bearer ") else "")
+    client = socket.client.host if socket.client else "unknown"
+    wait = state.failures.retry_after(client)
+    if wait is not None:
+        raise ServiceError(429, "too many failed key attempts from this address",
+                           {"Retry-After": str(wait)})
+    key = start.get("key") or bearer_key({b"authorization": socket.headers.get(
+        "authorization", "").encode("latin-1")}) or ""
     entry = state.keys.authenticate(str(key)) if key else None
     if entry is None:
+        state.failures.failed(client)
         raise ServiceError(401, "missing or unknown API key")
     state.limiter.take(entry.name)
     person = start.get("person")
@@ -92,18 +122,29 @@ def _mode(start: dict, state: Service) -> str:
 
 @router.websocket("/v1/sessions")
 async def session(socket: WebSocket):
+    """A socket must authenticate (its start message) within auth_timeout_s; until then it
+    holds no session slot, only a place among the sockets waiting to start, where a new one
+    evicts the oldest when they are full (idle keyless sockets cannot lock a door out)."""
     state: Service = socket.app.state.service
     if not _origin_allowed(socket, state):
         await socket.close(4403)
         return
-    if state.sessions >= state.config.max_sessions:
-        await socket.accept()
-        await socket.close(1013, "too many sessions: try again later")
-        return
-    state.sessions += 1
+    waiting = state.unauthenticated
+    if len(waiting) >= state.config.max_sessions:  # the oldest waiting socket gives way
+        waiting.pop(next(iter(waiting))).set()
+    ticket, evicted = object(), asyncio.Event()
+    waiting[ticket] = evicted
+    counted = False
     try:
         await socket.accept()
-        await _run(socket, state)
+        started = await _start(socket, state, evicted)
+        waiting.pop(ticket, None)
+        if state.sessions >= state.config.max_sessions:
+            await socket.close(1013, "too many sessions: try again later")
+            return
+        state.sessions += 1
+        counted = True
+        await _run(socket, state, *started)
     except WebSocketDisconnect:
         pass
     except TimeoutError:
@@ -113,12 +154,13 @@ async def session(socket: WebSocket):
     except SiameseError as exc:
         await _fail(socket, status_of(exc), str(exc))
     finally:
-        state.sessions -= 1
+        waiting.pop(ticket, None)
+        state.sessions -= counted
 
 
-async def _run(socket: WebSocket, state: Service) -> None:
+async def _run(socket: WebSocket, state: Service, entry, person: str, template, mode: str
+               ) -> None:
     config, engine = state.config, state.engine
-    entry, person, template, mode = await _start(socket, state)
     vote = engine.new_vote()
     check = LivenessCheck(LivenessConfig(mode, state.challenge), rng=state.challenge_rng)
     await socket.send_json({"type": "ready", "person": person,
