@@ -28,7 +28,7 @@ from siamese.runtime.errors import ConfigError, ModelError, ReferenceError, Stor
 from siamese.runtime.liveness.check import LivenessConfig
 from siamese.runtime.model_info import check_threshold
 from siamese.runtime.session import VerificationSession
-from siamese.runtime.storage.datasets_io import list_images
+from siamese.runtime.storage.datasets_io import image_paths
 from siamese.runtime.storage.fileio import read_regular_file
 from siamese.runtime.storage.integrity import load_or_create_key
 from siamese.runtime.storage.references import (
@@ -150,6 +150,7 @@ def default_reference_cache() -> Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
 
 
 class Verifier:
@@ -289,32 +290,43 @@ class Verifier:
 
     def reference_embedding(self, path: Path) -> tuple[np.ndarray, str]:
         """(embedding, image SHA-256) of a one-face image, cached by image bytes and model."""
-        data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image")
+        return self.photo_embedding(
+            read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image"), str(path))
+
+    def photo_embedding(self, data: bytes, source: str) -> tuple[np.ndarray, str]:
+        """`reference_embedding` of an image held in memory (an upload): nothing is written
+        but the cached embedding. `source` names it in errors."""
         digest = sha256_bytes(data)
         cached = self.cache.get(digest, self._cache_key, self.dim)
         if cached is not None:
             return cached, digest
-        embedding = self._single_face_embedding(decode_image(data, str(path)), str(path))
+        embedding = self._single_face_embedding(decode_image(data, source), source)
         try:
             self.cache.put(digest, self._cache_key, embedding)
         except StorageError as exc:  # the cache is an optimisation: enrolment goes on
             log.warning("reference cache not written: %s", exc)
         return embedding, digest
 
-    def enroll(self, name: str, images: Iterable[str | Path]) -> Template:
-        """A template from one or more images (files or folders), each with exactly one face.
+    def enroll(self, name: str, images: Iterable[str | Path] | str | Path) -> Template:
+        """A template from one or more images (files or folders), each with exactly one face;
+        one file or folder may be given alone (`enroll("me", "photos/me")`).
 
         With several images, they must look like one person (`consistency`: every pair, and
         each image against the mean of the others); otherwise ReferenceError names the image
         that disagrees most.
         """
         check_name(name)
-        paths = [p for item in images for p in list_images(Path(item))]
+        paths = image_paths(images)
         if not paths:
             raise ReferenceError(f"no images given to enroll {name!r}")
-        results = [self.reference_embedding(p) for p in paths]
+        return self.template_of(name, [self.reference_embedding(p) for p in paths], paths)
+
+    def template_of(self, name: str, results: list[tuple[np.ndarray, str]],
+                    sources: list[Path]) -> Template:
+        """The template of (embedding, image SHA-256) pairs, once they look like one person
+        (`consistency`, naming the odd one of `sources`)."""
         embeddings = np.stack([embedding for embedding, _ in results]).astype(np.float32)
-        self.consistency.check(embeddings, paths)
+        self.consistency.check(embeddings, sources)
         return Template(name, embeddings, self.embedder.fingerprint,
                         tuple(digest for _, digest in results))
 

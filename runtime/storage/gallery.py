@@ -5,8 +5,10 @@ and HMAC as a template file), so an edited row is refused like an edited file; a
 manifest (runtime.storage.gallery_manifest) covers the set of people, so a removed row put
 back or a row swapped is refused too. The gallery records the model fingerprint; another
 model's gallery is refused. Readers open it read-only and change nothing. The file
-is created with mode 0600 in a 0700 folder; SQLite's write-ahead log lets readers search while
-one writer enrols, and each change is one transaction.
+is created with mode 0600 in a 0700 folder; each change is one transaction under SQLite's
+rollback journal (readers wait out a writer's commit, up to BUSY_TIMEOUT_S), so between
+changes the gallery is the one file: no -wal or -shm beside it, and a copy of the file alone
+is the whole gallery.
 
 >>> gallery = Gallery.open("site.db", verifier, create=True)
 >>> gallery.add(verifier.enroll("alice", ["alice1.jpg", "alice2.jpg"]))
@@ -69,7 +71,9 @@ class Gallery:
         try:
             db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
             if not read_only:
-                db.execute("PRAGMA journal_mode=WAL")
+                # a rollback journal, not WAL: between writes the gallery is this one file,
+                # complete, so copying it (even from a running server) copies every person
+                db.execute("PRAGMA journal_mode=DELETE")
                 db.execute("PRAGMA synchronous=FULL")
                 gallery._create_if_empty()
             gallery._meta()
