@@ -177,12 +177,18 @@ class Verifier:
     @classmethod
     def from_model(cls, path: str | Path | None = None, providers: Sequence[str] | None = None,
                    config: VerifyConfig | None = None, cache_dir: Path | None = None,
-                   key: bytes | None = None) -> Verifier:
+                   key: bytes | None = None, use: str = "door") -> Verifier:
         """A verifier on a packaged model's name (`model_zoo.PACKAGED`: "edge", "sface"), a
-        model file, or the door default when None."""
-        if path is None and not DEFAULT_MODEL.is_file():
-            raise ModelError("no packaged default model in this install: pass a model path")
-        return cls(Embedder(model_zoo.resolve(path), providers), config=config,
+        model file, or when None the default for `use`, as the commands choose: "door" (edge:
+        siamese-verify, siamese-enroll) or "photos" (sface: siamese-compare, siamese-gallery,
+        siamese-identify).
+
+        >>> Verifier.from_model(use="photos").compare("a.jpg", "b.jpg")  # as siamese-compare
+        """
+        default = model_zoo.PACKAGED[model_zoo.default_model(use)].path
+        if path is None and not default.is_file():
+            raise ModelError(f"no packaged {use} model in this install: pass a model path")
+        return cls(Embedder(model_zoo.resolve(path, use), providers), config=config,
                    cache_dir=cache_dir, key=key)
 
     def use_threshold(self, threshold: float) -> None:
@@ -338,7 +344,7 @@ class Verifier:
         still compared, their flags in `quality_flags`; `strict` refuses them
         (ReferenceError), as enrolment does.
 
-        >>> Verifier.from_model().compare("a.jpg", "b.jpg").same_person
+        >>> Verifier.from_model(use="photos").compare("a.jpg", "b.jpg").same_person
         """
         (one, one_flags), (two, two_flags) = (self._face_embedding(item, strict)
                                               for item in (first, second))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from siamese.runtime.model_zoo import gallery_model
 from siamese.runtime.service.audit import AuditLog
 from siamese.runtime.service.config import ServiceConfig
 from siamese.runtime.service.engine import Engine
@@ -30,7 +31,8 @@ class Service:
         config.check()
         keys = KeyStore(config.keys)
         verifier = verifier or Verifier.from_model(
-            config.model, config=VerifyConfig(threshold=config.threshold))
+            gallery_model(config.gallery, config.model, "door"),
+            config=VerifyConfig(threshold=config.threshold))
         engine = Engine(verifier, config.gallery, config.workers, config.queue,
                         config.max_pixels, config.request_timeout_s)
         return cls(config, keys, engine, AuditLog(config.audit),

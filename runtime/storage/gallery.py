@@ -243,6 +243,23 @@ class Gallery:
         self.close()
 
 
+def recorded_model(path: str | Path) -> str | None:
+    """The model fingerprint a gallery file records, read without checking or changing
+    anything else; None when there is no file or it is not a siamese gallery (opening it
+    then says why)."""
+    try:
+        db = _connect_read_only(Path(path))
+    except ReferenceError:
+        return None
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'model_fingerprint'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        db.close()
+    return row[0] if row and type(row[0]) is str else None
+
+
 def _connect(path: Path, create: bool) -> sqlite3.Connection:
     """A read-write connection to a regular file (a new one, mode 0600, with `create`)."""
     check_output_path(path)
