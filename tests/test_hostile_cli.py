@@ -352,3 +352,23 @@ def test_a_gallery_is_one_file_and_a_copy_taken_while_open_is_whole(tmp_path, ph
         assert copy.names() == ["andy", "joschka"]
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+_KILLED_WRITER = """
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size=1")  # pages spill to the file: the journal is hot
+db.execute("BEGIN IMMEDIATE")
+db.execute("UPDATE meta SET value = value || 'x' WHERE key = 'format'")
+for i in range(500):
+    db.execute("INSERT INTO people VALUES (?, ?)", (f"z{i}", "x" * 4000))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_writer_killed_mid_change_leaves_the_last_committed_gallery(tmp_path, sface_gallery):
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(sface_gallery)], timeout=60)
+    assert Path(f"{sface_gallery}-journal").exists()  # what the kill left
+    listed = command("gallery", "list", str(sface_gallery))
+    assert listed.status == 0 and json.loads(listed.stdout) == {"name": "andy", "images": 2}
+    assert sorted(p.name for p in sface_gallery.parent.iterdir()) == ["site.db"]

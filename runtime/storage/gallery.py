@@ -275,6 +275,21 @@ def _connect(path: Path, create: bool) -> sqlite3.Connection:
         raise StorageError(f"cannot open gallery {path}: {exc}") from None
 
 
+def _roll_back(path: Path) -> None:
+    """Let SQLite roll back the journal a killed writer left (a read-only connection cannot),
+    restoring the last committed gallery; a live writer's journal is left alone (it holds its
+    lock, so SQLite does not take the journal for an interrupted one)."""
+    try:
+        db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise ReferenceError(f"cannot recover gallery {path} from an interrupted write: "
+                             f"{exc}") from None
+
+
 def _writable(path: Path) -> bool:
     """Whether anyone here could change `path` (else SQLite may skip locking: immutable)."""
     with contextlib.suppress(OSError):
@@ -297,6 +312,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     if not _writable(path):
         uri += "&immutable=1"
+    elif Path(f"{path}-journal").exists():
+        _roll_back(path)
     try:
         return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.DatabaseError as exc:
