@@ -164,6 +164,21 @@ def test_service_enrolment_writes_no_photo_anywhere(tmp_path):
                for w in writes), writes
 
 
+def test_a_service_start_removes_photos_an_older_version_left(tmp_path, monkeypatch):
+    import tempfile
+
+    from siamese.runtime.service.engine import Engine
+
+    temp = tmp_path / "tmp"
+    (temp / "siamese-enrol-abc123").mkdir(parents=True)
+    shutil.copy(ANDY[0], temp / "siamese-enrol-abc123" / "upload-1.img")
+    (temp / "someone-else").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    Engine(Verifier.from_model(cache_dir=tmp_path / "refs"), tmp_path / "people.db", workers=1,
+           queue=1, max_pixels=40_000_000, timeout_s=60).close()
+    assert [p.name for p in temp.iterdir()] == ["someone-else"]
+
+
 # --- item 10: API enrolment skips bad photos and says which ---------------------------------
 def _blank_png() -> bytes:
     return cv2.imencode(".png", np.full((200, 200, 3), 127, np.uint8))[1].tobytes()

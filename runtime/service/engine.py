@@ -10,6 +10,10 @@ at once (Busy -> 429 with Retry-After) instead of queueing without end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,9 +57,26 @@ class EmptyIndex(GalleryIndex):
         self.names, self.metric, self.means = [], metric, np.zeros((0, dim), np.float32)
 
 
+LEGACY_UPLOADS = "siamese-enrol-*"  # temporary photo folders of versions before issue 30
+
+
+def sweep_legacy_uploads(folder: Path | None = None) -> list[Path]:
+    """Remove the face photos an older version left in `siamese-enrol-*` temporary folders
+    (owned by this user) when it was killed during an enrolment; the folders removed."""
+    removed = []
+    for leftover in Path(folder or tempfile.gettempdir()).glob(LEGACY_UPLOADS):
+        with contextlib.suppress(OSError):
+            if leftover.is_dir() and not leftover.is_symlink() \
+                    and leftover.stat().st_uid == os.getuid():
+                shutil.rmtree(leftover)
+                removed.append(leftover)
+    return removed
+
+
 class Engine:
     def __init__(self, verifier: Verifier, gallery_path: Path, workers: int, queue: int,
                  max_pixels: int, timeout_s: float) -> None:
+        sweep_legacy_uploads()
         self.base, self.workers, self.capacity = verifier, workers, workers + queue
         self.max_pixels, self.timeout_s = max_pixels, timeout_s
         self.in_flight = 0
