@@ -130,10 +130,12 @@ def main(models, lfw_root, cache_dir, providers, threads, repeats, baseline, rec
     """Benchmark MODELS (packaged model names, files, or export folders: every .onnx inside)
     [default: the packaged models]."""
     from siamese.runtime import model_zoo
-    from siamese.runtime.verifier import DEFAULT_MODEL
 
+    # the packaged embedding models by name (the models folder also holds the detector and
+    # the liveness models, which are not embedders)
+    models = models or tuple(m.name for m in model_zoo.installed())
     paths = []
-    for item in models or (DEFAULT_MODEL.parent,):
+    for item in models:
         item = model_zoo.resolve(item)
         if item.is_dir():
             found = sorted(p for p in item.glob("*.onnx") if not p.name.startswith("face_det"))
@@ -146,8 +148,7 @@ def main(models, lfw_root, cache_dir, providers, threads, repeats, baseline, rec
         raise ModelError("no embedding models to benchmark")
     evaluate = lfw_view1(lfw_root, cache_dir) if lfw_root else None
     chosen = [p.strip() for p in providers.split(",")] if providers else None
-    first_folder = Path((models or (DEFAULT_MODEL.parent,))[0]).is_dir()
-    base = baseline_index(paths, baseline, first_folder)
+    base = baseline_index(paths, baseline, Path(models[0]).is_dir())
     if record and threads < 1:
         raise click.UsageError("--record needs --threads N (the figures name it)")
     rows = [bench_model(path, chosen, threads, repeats, evaluate) for path in paths]

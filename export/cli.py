@@ -6,11 +6,13 @@ import sys
 from pathlib import Path
 
 import click
-from siamese.export.variants import FLOAT_KEEP_RECIPES
+from siamese.export.recipes import FLOAT_KEEP_RECIPES
 from siamese.runtime.commands.support import FiniteFloat, SiameseCommand, setup_logging
 
+TRAIN_MODULES = ("torch", "onnx")  # checked before anything runs, --help included
 
-@click.command(cls=SiameseCommand)
+
+@click.command(cls=SiameseCommand, needs=TRAIN_MODULES)
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="[default: exports/<run folder name>]")
@@ -78,7 +80,7 @@ def parse_number(text: str) -> float:
     return float(top) / float(bottom) if bottom else float(top)
 
 
-@click.command(cls=SiameseCommand)
+@click.command(cls=SiameseCommand, needs=TRAIN_MODULES)
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Folder for model.onnx (e.g. exports/sface).")

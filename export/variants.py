@@ -18,6 +18,7 @@ from siamese.export.onnx_export import (
     third_party_quiet,
     write_metadata,
 )
+from siamese.export.recipes import FLOAT_KEEP_RECIPES
 from siamese.runtime.model_info import ModelInfo
 
 
@@ -47,9 +48,6 @@ class _CalibrationReader:
 
     def rewind(self) -> None:  # onnxruntime may call it; one pass is all we give
         pass
-
-
-FLOAT_KEEP_RECIPES = ("none", "depthwise", "depthwise+first")  # export_int8's keep_float
 
 
 def float_nodes(model: onnx.ModelProto, keep_float: str) -> list[str]:

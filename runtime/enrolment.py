@@ -7,13 +7,14 @@ person kept while enough good photos remain; importing the same folder again cha
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from siamese.runtime.errors import ConfigError, ImageError, IntegrityError, ReferenceError
-from siamese.runtime.storage.datasets_io import list_images
+from siamese.runtime.storage.datasets_io import image_paths
 from siamese.runtime.storage.references import Template, check_name
 
 if TYPE_CHECKING:
@@ -28,21 +29,39 @@ class Enrolment:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def enroll_skipping(verifier: Verifier, name: str, images: Iterable[str | Path],
+def enroll_skipping(verifier: Verifier, name: str, images: Iterable[str | Path] | str | Path,
                     min_photos: int = 1) -> Enrolment:
     """Verifier.enroll, except that a photo without a usable face (none, ambiguous, failing the
-    quality gate, undecodable) is skipped; ReferenceError when fewer than `min_photos` remain.
-    The remaining photos must still look like one person (Verifier.enroll's rule)."""
+    quality gate, undecodable, unreadable) is skipped; ReferenceError when fewer than
+    `min_photos` remain. The remaining photos must still look like one person (Verifier.enroll's
+    rule)."""
+    check_name(name)
+    paths = image_paths(images)
+    return _enrol_usable(verifier, name, [(path, verifier.reference_embedding) for path in paths],
+                         min_photos)
+
+
+def enroll_photos(verifier: Verifier, name: str, photos: list[tuple[str, bytes]],
+                  min_photos: int = 1) -> Enrolment:
+    """`enroll_skipping` of photos held in memory as (name, bytes), e.g. uploads: decoded and
+    embedded without writing a file; the skipped are named by their given names."""
+    check_name(name)
+    return _enrol_usable(verifier, name, [
+        (Path(source), lambda path, data=data: verifier.photo_embedding(data, str(path)))
+        for source, data in photos], min_photos)
+
+
+def _enrol_usable(verifier: Verifier, name: str,
+                  photos: list[tuple[Path, Callable[[Path], tuple[np.ndarray, str]]]],
+                  min_photos: int) -> Enrolment:
     if isinstance(min_photos, bool) or not isinstance(min_photos, int) or min_photos < 1:
         raise ConfigError(f"min_photos must be a positive integer, not {min_photos!r}")
-    check_name(name)
-    paths = [p for item in images for p in list_images(Path(item))]
-    if not paths:
+    if not photos:
         raise ReferenceError(f"no images given to enroll {name!r}")
-    kept, skipped = [], []
-    for path in paths:
+    kept, results, skipped = [], [], []
+    for path, embed in photos:
         try:
-            verifier.reference_embedding(path)  # cached: enroll below reads it back
+            results.append(embed(path))
         except IntegrityError:
             raise
         except (ReferenceError, ImageError) as exc:
@@ -51,9 +70,10 @@ def enroll_skipping(verifier: Verifier, name: str, images: Iterable[str | Path],
         kept.append(path)
     if len(kept) < min_photos:
         first = f"; {skipped[0][1]}" if skipped else ""
-        raise ReferenceError(f"{name!r}: {len(kept)} of {len(paths)} photo(s) usable, "
+        raise ReferenceError(f"{name!r}: {len(kept)} of {len(photos)} photo(s) usable, "
                              f"--min-photos {min_photos} needed{first}")
-    return Enrolment(verifier.enroll(name, kept), skipped)
+    return Enrolment(verifier.template_of(name, results, kept), skipped)
+
 
 def same_photos(existing: Template, template: Template) -> bool:
     """The same person enrolled from the same photos: re-importing it is nothing to do."""

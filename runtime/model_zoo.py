@@ -77,6 +77,28 @@ def _packaged_fingerprints() -> dict[str, str]:
     return {model_fingerprint(m.path): m.name for m in installed()}
 
 
+def gallery_model(gallery: str | Path, model: str | Path | None, use: str = "photos") -> Path:
+    """The model to open `gallery` with: the one it records (one model per gallery), `model`
+    when given and the same, or the use's default for a new gallery. ModelError when `model`
+    is another model, or the recorded one is not packaged and no `model` names its file."""
+    from siamese.runtime.storage.gallery import recorded_model
+
+    recorded = recorded_model(gallery)
+    if model is not None:
+        path = resolve(model, use)
+        if recorded is not None and path.is_file() and model_fingerprint(path) != recorded:
+            raise ModelError(f"gallery {gallery} was made with {model_label(recorded)}, not "
+                             f"{path.name}: leave out --model to use the gallery's own model")
+        return path
+    if recorded is None:
+        return resolve(None, use)
+    name = _packaged_fingerprints().get(recorded)
+    if name is None:
+        raise ModelError(f"gallery {gallery} was made with a model that is not packaged "
+                         f"({recorded[:12]}): give that model's file with --model")
+    return PACKAGED[name].path
+
+
 def model_label(fingerprint: str) -> str:
     """'sface (1a2b3c4d5e6f)' for a packaged model's fingerprint, else the short fingerprint."""
     name = _packaged_fingerprints().get(fingerprint)

@@ -28,7 +28,7 @@ from siamese.runtime.errors import ConfigError, ModelError, ReferenceError, Stor
 from siamese.runtime.liveness.check import LivenessConfig
 from siamese.runtime.model_info import check_threshold
 from siamese.runtime.session import VerificationSession
-from siamese.runtime.storage.datasets_io import list_images
+from siamese.runtime.storage.datasets_io import image_paths
 from siamese.runtime.storage.fileio import read_regular_file
 from siamese.runtime.storage.integrity import load_or_create_key
 from siamese.runtime.storage.references import (
@@ -152,6 +152,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+
 class Verifier:
     """Detector, embedder and decision rule around one embedding model.
 
@@ -176,12 +177,18 @@ class Verifier:
     @classmethod
     def from_model(cls, path: str | Path | None = None, providers: Sequence[str] | None = None,
                    config: VerifyConfig | None = None, cache_dir: Path | None = None,
-                   key: bytes | None = None) -> Verifier:
+                   key: bytes | None = None, use: str = "door") -> Verifier:
         """A verifier on a packaged model's name (`model_zoo.PACKAGED`: "edge", "sface"), a
-        model file, or the door default when None."""
-        if path is None and not DEFAULT_MODEL.is_file():
-            raise ModelError("no packaged default model in this install: pass a model path")
-        return cls(Embedder(model_zoo.resolve(path), providers), config=config,
+        model file, or when None the default for `use`, as the commands choose: "door" (edge:
+        siamese-verify, siamese-enroll) or "photos" (sface: siamese-compare, siamese-gallery,
+        siamese-identify).
+
+        >>> Verifier.from_model(use="photos").compare("a.jpg", "b.jpg")  # as siamese-compare
+        """
+        default = model_zoo.PACKAGED[model_zoo.default_model(use)].path
+        if path is None and not default.is_file():
+            raise ModelError(f"no packaged {use} model in this install: pass a model path")
+        return cls(Embedder(model_zoo.resolve(path, use), providers), config=config,
                    cache_dir=cache_dir, key=key)
 
     def use_threshold(self, threshold: float) -> None:
@@ -289,32 +296,43 @@ class Verifier:
 
     def reference_embedding(self, path: Path) -> tuple[np.ndarray, str]:
         """(embedding, image SHA-256) of a one-face image, cached by image bytes and model."""
-        data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image")
+        return self.photo_embedding(
+            read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image"), str(path))
+
+    def photo_embedding(self, data: bytes, source: str) -> tuple[np.ndarray, str]:
+        """`reference_embedding` of an image held in memory (an upload): nothing is written
+        but the cached embedding. `source` names it in errors."""
         digest = sha256_bytes(data)
         cached = self.cache.get(digest, self._cache_key, self.dim)
         if cached is not None:
             return cached, digest
-        embedding = self._single_face_embedding(decode_image(data, str(path)), str(path))
+        embedding = self._single_face_embedding(decode_image(data, source), source)
         try:
             self.cache.put(digest, self._cache_key, embedding)
         except StorageError as exc:  # the cache is an optimisation: enrolment goes on
             log.warning("reference cache not written: %s", exc)
         return embedding, digest
 
-    def enroll(self, name: str, images: Iterable[str | Path]) -> Template:
-        """A template from one or more images (files or folders), each with exactly one face.
+    def enroll(self, name: str, images: Iterable[str | Path] | str | Path) -> Template:
+        """A template from one or more images (files or folders), each with exactly one face;
+        one file or folder may be given alone (`enroll("me", "photos/me")`).
 
         With several images, they must look like one person (`consistency`: every pair, and
         each image against the mean of the others); otherwise ReferenceError names the image
         that disagrees most.
         """
         check_name(name)
-        paths = [p for item in images for p in list_images(Path(item))]
+        paths = image_paths(images)
         if not paths:
             raise ReferenceError(f"no images given to enroll {name!r}")
-        results = [self.reference_embedding(p) for p in paths]
+        return self.template_of(name, [self.reference_embedding(p) for p in paths], paths)
+
+    def template_of(self, name: str, results: list[tuple[np.ndarray, str]],
+                    sources: list[Path]) -> Template:
+        """The template of (embedding, image SHA-256) pairs, once they look like one person
+        (`consistency`, naming the odd one of `sources`)."""
         embeddings = np.stack([embedding for embedding, _ in results]).astype(np.float32)
-        self.consistency.check(embeddings, paths)
+        self.consistency.check(embeddings, sources)
         return Template(name, embeddings, self.embedder.fingerprint,
                         tuple(digest for _, digest in results))
 
@@ -326,7 +344,7 @@ class Verifier:
         still compared, their flags in `quality_flags`; `strict` refuses them
         (ReferenceError), as enrolment does.
 
-        >>> Verifier.from_model().compare("a.jpg", "b.jpg").same_person
+        >>> Verifier.from_model(use="photos").compare("a.jpg", "b.jpg").same_person
         """
         (one, one_flags), (two, two_flags) = (self._face_embedding(item, strict)
                                               for item in (first, second))

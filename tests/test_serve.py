@@ -121,7 +121,8 @@ def test_keys_and_scopes(server):
 def test_admin_enrols_lists_and_removes(server):
     made = enrol(server, "Andy Roddick", "Andy_Roddick")
     assert made.status_code == 201, made.text
-    assert made.json() == {"name": "Andy Roddick", "images": 2}
+    assert made.json() == {"name": "Andy Roddick", "images": 2, "used": ["image 1", "image 2"],
+                           "skipped": []}
     assert enrol(server, "Andy Roddick", "Andy_Roddick").status_code == 409
     people = httpx.get(f"{server.url}/v1/people", headers=bearer(server.door)).json()
     assert {"name": "Andy Roddick", "images": 2} in people["people"]

@@ -147,9 +147,13 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
 
     setup_logging(verbose)
     if resume_dir is not None:
-        config = Checkpoint.load(resume_dir / "last.pt").config.updated(
-            epochs=overrides.get("epochs"))
+        last = Checkpoint.load(resume_dir / "last.pt")
+        config = last.config.updated(epochs=overrides.get("epochs"))
         out = resume_dir
+        if lfw_root is None and folder is None and faces_dir is None and last.source:
+            # the run remembers its data: `--resume runs/X` alone continues it
+            lfw_root, folder = ((Path(last.source.root), None) if last.source.kind == "lfw"
+                                else (None, Path(last.source.root)))
     else:
         config = preset_config(preset, **overrides)
         out = out or Path("runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -186,7 +190,7 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
 
 
 @click.command(cls=SiameseCommand)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", metavar="CHECKPOINT|MODEL")
 @lfw_option
 @click.option("--folder", type=click.Path(path_type=Path, file_okay=False),
               help="Evaluate on this folder's people the model did not train on [default, "
@@ -194,14 +198,17 @@ def train_main(preset, lfw_root, folder, cache_dir, faces_dir, out, resume_dir, 
                    "people)].")
 @cache_option
 @faces_option
-@click.option("--out", type=click.Path(path_type=Path), help="[default: beside the checkpoint]")
+@click.option("--out", type=click.Path(path_type=Path), help="[default: beside a checkpoint, "
+              "in its eval/ folder; for an ONNX model runs/eval-NAME/ here]")
 @click.option("--view2", is_flag=True, help="Also LFW View 2 (flagged when people overlap).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True)
 def eval_main(checkpoint, lfw_root, folder, cache_dir, faces_dir, out, view2, device, quiet):
-    """Evaluate a checkpoint (or an exported .onnx model) on LFW: View 1 accuracy, ROC AUC, EER,
-    TAR@FAR; or on a folder's held-out people: every pair among them. Report and plots
+    """Evaluate a checkpoint, an exported .onnx model or a packaged model by name (edge, sface;
+    see siamese-models) on LFW: View 1 accuracy, ROC AUC, EER, TAR@FAR; or on a folder's people
+    (a checkpoint's: those it did not train on): every pair among them. Report and plots
     (report.json, roc.png, tsne.png), their paths printed."""
+    from siamese.runtime import model_zoo
     from siamese.train.calibration import Calibration
     from siamese.train.checkpoint import Checkpoint
     from siamese.train.embedding import crop_embedder, resolve_device
@@ -209,10 +216,14 @@ def eval_main(checkpoint, lfw_root, folder, cache_dir, faces_dir, out, view2, de
 
     if lfw_root is not None and folder is not None:
         raise DatasetError("give --lfw-root DIR or --folder DIR, not both")
-    if Path(checkpoint).suffix == ".onnx":
+    packaged = checkpoint in model_zoo.PACKAGED  # a name: edge, sface, ...
+    label = checkpoint if packaged else Path(checkpoint).stem
+    checkpoint = model_zoo.resolve(checkpoint) if packaged else Path(checkpoint)
+    if checkpoint.suffix == ".onnx":
         from siamese.runtime.embedder import Embedder
 
         embedder = Embedder(checkpoint)
+        out = out or Path("runs") / f"eval-{label}"  # never into the installed package
         info = embedder.info
         embed, metric, trained = embedder.embed, info.metric, set()
         calibration = Calibration(accuracy_threshold=info.accuracy_threshold,
@@ -239,7 +250,7 @@ def eval_main(checkpoint, lfw_root, folder, cache_dir, faces_dir, out, view2, de
     out = out or Path(checkpoint).parent / "eval"
     if folder is not None:
         _eval_folder(embed, metric, calibration, trained, folder, cache_dir, faces_dir, quiet,
-                     details, title, out)
+                     details, title, out, held_out=checkpoint.suffix != ".onnx")
         return
     faces, _, _, lfw = open_faces(lfw_root, None, cache_dir, quiet, faces_dir)
     report = evaluate_lfw(embed, metric, calibration, lfw, faces, trained, view2=view2)
@@ -257,18 +268,26 @@ def eval_main(checkpoint, lfw_root, folder, cache_dir, faces_dir, out, view2, de
 
 
 def _eval_folder(embed, metric, calibration, trained, folder, cache_dir, faces_dir, quiet,
-                 details, title, out) -> None:
+                 details, title, out, held_out: bool) -> None:
+    """Every pair among the folder's people; `held_out`: the model's training people are known
+    and left out (a checkpoint), else (an ONNX file) all are evaluated and not called held-out."""
     from siamese.train.evaluate import write_report
     from siamese.train.folder_eval import evaluate_folder
 
     faces, _, _, _ = open_faces(None, folder, cache_dir, quiet, faces_dir)
     report = evaluate_folder(embed, metric, calibration, faces, trained)
-    report.update(details, folder=str(folder),
-                  note="the held-out people of the training folder are also the people its "
-                       "thresholds were chosen on: a first check, not an independent test")
-    path = write_report(report, out, title, people="held-out")
+    if held_out:
+        note = ("the held-out people of the training folder are also the people its thresholds "
+                "were chosen on: a first check, not an independent test")
+    else:
+        report["people"] = report.pop("held_out_people")
+        note = ("an ONNX file does not list its training people: every person of the folder is "
+                "evaluated; if the model trained on them, this is not a test")
+    report.update(details, folder=str(folder), note=note)
+    path = write_report(report, out, title, people="held-out" if held_out else "the folder's")
     pairs, ap = report["folder_pairs"], report["folder_all_pairs"]
-    click.echo(f"{folder}: {ap['people']} held-out people, {ap['images']} images; accuracy "
+    people = "held-out people" if held_out else "people (training people unknown)"
+    click.echo(f"{folder}: {ap['people']} {people}, {ap['images']} images; accuracy "
                f"{100 * pairs['accuracy']:.2f}% on {pairs['pairs']} balanced pairs at the "
                f"model's threshold (oracle best {100 * pairs['best_threshold_accuracy']:.2f}%)")
     _echo_all_pairs("all pairs", ap)

@@ -49,12 +49,15 @@ def enrolment_options(command):
 
 def _open(gallery, model, providers, cache_dir, key_file, create=False, site=None,
           threshold=None, quality=None, read_only=False):
+    """The verifier on the gallery's own model (or --model for a new one), and the gallery."""
+    from siamese.runtime.model_zoo import gallery_model
     from siamese.runtime.storage.gallery import Gallery
     from siamese.runtime.verifier import VerifyConfig
     from siamese.runtime.vision.quality import QualityConfig
 
     config = VerifyConfig(threshold=threshold, quality=quality or QualityConfig())
-    verifier = build_verifier(model, providers, cache_dir, key_file, config, site, use="photos")
+    verifier = build_verifier(gallery_model(gallery, model, "photos"), providers, cache_dir,
+                              key_file, config, site)
     return verifier, Gallery.open(gallery, verifier, create=create, read_only=read_only)
 
 

@@ -28,8 +28,9 @@ def _model(ctx, param, value):
 model_option = click.option("--model", callback=_model, metavar="NAME|PATH",
                             help="Packaged model name (edge, sface; see siamese-models) or an "
                                  "ONNX file [default: edge for the door commands (verify, enroll, "
-                                 "calibrate), sface for the photo commands (compare, gallery, "
-                                 "identify, embed)].")
+                                 "calibrate), sface for the photo commands (compare, embed); "
+                                 "gallery and identify use the model the gallery records (sface "
+                                 "for a new one)].")
 providers_option = click.option("--providers", help="onnxruntime providers, comma-separated "
                                 "(e.g. CUDAExecutionProvider,CPUExecutionProvider).")
 cache_option = click.option("--cache-dir", type=click.Path(path_type=Path),

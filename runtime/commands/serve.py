@@ -44,7 +44,8 @@ def serve_main() -> None:
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP beyond loopback.")
 @click.option("--cors", multiple=True, help="An origin allowed cross-site (repeatable).")
 @click.option("--model", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="ONNX embedding model (default: the packaged one).")
+              help="ONNX embedding model (default: the one the gallery was made with; for a "
+                   "new gallery the packaged door model, edge).")
 @click.option("--threshold", type=FiniteFloat(), help="Decision threshold (default: the model's).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Worker threads (default: cores).")
 @click.option("--queue", default=32, show_default=True, type=click.IntRange(0, 10_000),

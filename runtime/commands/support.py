@@ -6,6 +6,7 @@ error (one line; the traceback only with -v or SIAMESE_DEBUG=1). No traceback re
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -32,6 +33,19 @@ def install_hint(extra: str) -> str:
             f'pip install ".[{extra}]"; the package is not on PyPI)')
 
 
+def missing_extra(module: str) -> MissingExtraError:
+    """The error for a module of an extra that is not installed, saying which extra."""
+    return MissingExtraError(f"this command needs {module}, which is not installed: "
+                             f"{install_hint(EXTRAS[module])}")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _verbose(args: list[str]) -> bool:
     return "-v" in args or "--verbose" in args or os.environ.get("SIAMESE_DEBUG") == "1"
 
@@ -44,8 +58,15 @@ def _fail(message: str, status: int) -> None:
 class SiameseCommandMixin:
     """Runs a click command so that every failure becomes one line and the right exit status."""
 
+    def __init__(self, *args, needs: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.needs = needs  # modules of an extra the command cannot run (or explain) without
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
+        for module in self.needs:
+            if not _installed(module):
+                _fail(f"error: {missing_extra(module)}", EXIT_USAGE)
         try:
             self._run(args, prog_name, complete_var, **extra)
         except SystemExit as exc:
@@ -73,9 +94,7 @@ class SiameseCommandMixin:
             root = (exc.name or "").split(".")[0]
             if root not in EXTRAS:
                 _internal(exc, args)
-            missing = MissingExtraError(f"this command needs {root}, which is not installed: "
-                                        f"{install_hint(EXTRAS[root])}")
-            _fail(f"error: {missing}", EXIT_USAGE)
+            _fail(f"error: {missing_extra(root)}", EXIT_USAGE)
         except MemoryError:
             _fail("error: out of memory", EXIT_INTERNAL)
         except Exception as exc:  # anything else is our bug: say so, never as "not verified"

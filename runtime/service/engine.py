@@ -10,6 +10,9 @@ at once (Busy -> 429 with Retry-After) instead of queueing without end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from siamese.runtime.enrolment import Enrolment, enroll_photos
 from siamese.runtime.errors import SiameseError
 from siamese.runtime.identify import Identity, identify_faces
 from siamese.runtime.liveness.check import LivenessCheck
@@ -55,9 +59,26 @@ class EmptyIndex(GalleryIndex):
         self.names, self.metric, self.means = [], metric, np.zeros((0, dim), np.float32)
 
 
+LEGACY_UPLOADS = "siamese-enrol-*"  # temporary photo folders of versions before issue 30
+
+
+def sweep_legacy_uploads(folder: Path | None = None) -> list[Path]:
+    """Remove the face photos an older version left in `siamese-enrol-*` temporary folders
+    (owned by this user) when it was killed during an enrolment; the folders removed."""
+    removed = []
+    for leftover in Path(folder or tempfile.gettempdir()).glob(LEGACY_UPLOADS):
+        with contextlib.suppress(OSError):
+            if leftover.is_dir() and not leftover.is_symlink() \
+                    and leftover.stat().st_uid == os.getuid():
+                shutil.rmtree(leftover)
+                removed.append(leftover)
+    return removed
+
+
 class Engine:
     def __init__(self, verifier: Verifier, gallery_path: Path, workers: int, queue: int,
                  max_pixels: int, timeout_s: float) -> None:
+        sweep_legacy_uploads()
         self.base, self.workers, self.capacity = verifier, workers, workers + queue
         self.max_pixels, self.timeout_s = max_pixels, timeout_s
         self.in_flight = 0
@@ -99,11 +120,15 @@ class Engine:
     def _finished(self, _future) -> None:
         self.in_flight -= 1
 
-    def decode(self, upload: Upload) -> np.ndarray:
+    def check_pixels(self, upload: Upload) -> None:
+        """413 for an upload that declares more pixels than the service takes."""
         size = declared_size(upload.data)
         if size is not None and size[0] * size[1] > self.max_pixels:
             raise ServiceError(413, f"image {upload.name} declares {size[0]}x{size[1]} pixels; "
                                     f"the limit is {self.max_pixels:,}")
+
+    def decode(self, upload: Upload) -> np.ndarray:
+        self.check_pixels(upload)
         return decode_image(upload.data, upload.name)
 
     def close(self) -> None:
@@ -150,24 +175,13 @@ class Engine:
     def new_vote(self) -> Vote:
         return self.base.new_vote()
 
-    def enroll(self, name: str, images: list[Upload]) -> Template:
-        """A template from uploads: decoded here (limits), enrolled through the library."""
-        check_name(name)
+    def enroll(self, name: str, images: list[Upload]) -> Enrolment:
+        """A template from uploads, decoded and embedded in memory (no photo is ever written to
+        disk); a photo without a usable face is skipped and named, as siamese-gallery add does.
+        An upload over the pixel limit is refused (413); none usable: ReferenceError (422)."""
         for image in images:
-            self.decode(image)
-        with tempfile.TemporaryDirectory(prefix="siamese-enrol-") as folder:
-            paths = []
-            for number, image in enumerate(images, start=1):
-                path = Path(folder) / f"upload-{number}.img"
-                path.write_bytes(image.data)
-                paths.append(path)
-            try:
-                return self._verifier().enroll(name, paths)
-            except SiameseError as exc:
-                message = str(exc)
-                for number, image in enumerate(images, start=1):
-                    message = message.replace(str(paths[number - 1]), image.name)
-                raise type(exc)(message) from None
+            self.check_pixels(image)
+        return enroll_photos(self._verifier(), name, [(i.name, i.data) for i in images])
 
     # --- gallery (its own thread) -----------------------------------------------------------
     def _reload(self) -> None:

@@ -62,6 +62,18 @@ class People(BaseModel):
     people: list[Person]
 
 
+class SkippedPhoto(BaseModel):
+    image: str  # "image N": the Nth upload
+    reason: str
+
+
+class Enrolled(Person):
+    """An enrolment: the uploads used and those skipped (no usable face), each named."""
+
+    used: list[str]
+    skipped: list[SkippedPhoto]
+
+
 class Removed(BaseModel):
     removed: str
 

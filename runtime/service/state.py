@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass, field
 
 from siamese.runtime.liveness.challenge import ChallengeConfig
+from siamese.runtime.model_zoo import gallery_model
 from siamese.runtime.service.audit import AuditLog, create_key, load_key
 from siamese.runtime.service.config import ServiceConfig
 from siamese.runtime.service.engine import Engine
@@ -39,7 +40,8 @@ class Service:
         config.check()
         keys = KeyStore(config.keys)
         verifier = verifier or Verifier.from_model(
-            config.model, config=VerifyConfig(threshold=config.threshold))
+            gallery_model(config.gallery, config.model, "door"),
+            config=VerifyConfig(threshold=config.threshold))
         engine = Engine(verifier, config.gallery, config.workers, config.queue,
                         config.max_pixels, config.request_timeout_s)
         return cls(config, keys, engine, AuditLog(config.audit, _audit_key(config)),

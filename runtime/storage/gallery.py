@@ -5,8 +5,10 @@ and HMAC as a template file), so an edited row is refused like an edited file; a
 manifest (runtime.storage.gallery_manifest) covers the set of people, so a removed row put
 back or a row swapped is refused too. The gallery records the model fingerprint; another
 model's gallery is refused. Readers open it read-only and change nothing. The file
-is created with mode 0600 in a 0700 folder; SQLite's write-ahead log lets readers search while
-one writer enrols, and each change is one transaction.
+is created with mode 0600 in a 0700 folder; each change is one transaction under SQLite's
+rollback journal (readers wait out a writer's commit, up to BUSY_TIMEOUT_S), so between
+changes the gallery is the one file: no -wal or -shm beside it, and a copy of the file alone
+is the whole gallery.
 
 >>> gallery = Gallery.open("site.db", verifier, create=True)
 >>> gallery.add(verifier.enroll("alice", ["alice1.jpg", "alice2.jpg"]))
@@ -69,7 +71,9 @@ class Gallery:
         try:
             db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
             if not read_only:
-                db.execute("PRAGMA journal_mode=WAL")
+                # a rollback journal, not WAL: between writes the gallery is this one file,
+                # complete, so copying it (even from a running server) copies every person
+                db.execute("PRAGMA journal_mode=DELETE")
                 db.execute("PRAGMA synchronous=FULL")
                 gallery._create_if_empty()
             gallery._meta()
@@ -239,6 +243,23 @@ class Gallery:
         self.close()
 
 
+def recorded_model(path: str | Path) -> str | None:
+    """The model fingerprint a gallery file records, read without checking or changing
+    anything else; None when there is no file or it is not a siamese gallery (opening it
+    then says why)."""
+    try:
+        db = _connect_read_only(Path(path))
+    except ReferenceError:
+        return None
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'model_fingerprint'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        db.close()
+    return row[0] if row and type(row[0]) is str else None
+
+
 def _connect(path: Path, create: bool) -> sqlite3.Connection:
     """A read-write connection to a regular file (a new one, mode 0600, with `create`)."""
     check_output_path(path)
@@ -252,6 +273,21 @@ def _connect(path: Path, create: bool) -> sqlite3.Connection:
         return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"cannot open gallery {path}: {exc}") from None
+
+
+def _roll_back(path: Path) -> None:
+    """Let SQLite roll back the journal a killed writer left (a read-only connection cannot),
+    restoring the last committed gallery; a live writer's journal is left alone (it holds its
+    lock, so SQLite does not take the journal for an interrupted one)."""
+    try:
+        db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise ReferenceError(f"cannot recover gallery {path} from an interrupted write: "
+                             f"{exc}") from None
 
 
 def _writable(path: Path) -> bool:
@@ -276,6 +312,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     if not _writable(path):
         uri += "&immutable=1"
+    elif Path(f"{path}-journal").exists():
+        _roll_back(path)
     try:
         return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.DatabaseError as exc:

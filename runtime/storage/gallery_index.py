@@ -23,7 +23,8 @@ class GalleryIndex:
 
     def __init__(self, names: list[str], means: np.ndarray, metric: str) -> None:
         self.names, self.metric = names, metric
-        means = np.asarray(means, dtype=np.float32).reshape(len(names), -1)
+        means = np.asarray(means, dtype=np.float32)
+        means = means.reshape(len(names), -1) if len(names) else means.reshape(0, means.shape[-1])
         if metric == "cosine" and len(names):
             means = means / np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
         self.means = np.ascontiguousarray(means)
