@@ -74,6 +74,7 @@ class Embedder:
             check_graph(self.engine.session, self.info, str(self.path))
         else:
             self.engine = OpenCVEngine(self.path, input_name, threads)
+        self.input_name = input_name
         self.fixed_batch = self.engine.fixed_batch
         # a graph with a fixed batch size (some third-party models) is fed exactly that many
         self.batch_size = self.fixed_batch or batch_size
