@@ -80,8 +80,8 @@ class OpenCVEngine:
         try:
             self.net = cv2.dnn.readNetFromONNX(str(path))
         except cv2.error as exc:
-            raise ModelError(f"OpenCV's DNN engine cannot load model {path} (its metadata asks "
-                             f"for it): {_first_line(exc)}; run it with engine=\"onnxruntime\" "
+            raise ModelError(f"OpenCV's DNN engine cannot load model {path}: "
+                             f"{_first_line(exc)}; run it with engine=\"onnxruntime\" "
                              f"or re-record the engine with siamese-bench --record") from None
         self.input_name = input_name
         self.fixed_batch = None
