@@ -1,7 +1,10 @@
 """`siamese-bench`: size, latency per face, throughput and LFW View 1 accuracy per model file.
 
-One table, one row per file, in the spirit of ultralytics' benchmark mode. Latency is the median
-of repeated onnxruntime runs after warm-up; the provider and thread count are stated.
+One table, one row per file and engine (runtime.engines: onnxruntime, and on a CPU also OpenCV's
+DNN engine where it loads the file), in the spirit of ultralytics' benchmark mode. Latency is the
+median of repeated runs after warm-up; the provider and thread count are stated. `--record`
+also writes the fastest engine whose embeddings agree with onnxruntime's into the file's
+metadata (`engine`; the fingerprint does not change).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import click
 import numpy as np
 from siamese.runtime.commands.support import SiameseCommand
 from siamese.runtime.embedder import Embedder
+from siamese.runtime.engines import ENGINES, ONNXRUNTIME, gpu_present
 from siamese.runtime.errors import ModelError
+
+PARITY_COSINE = 0.999  # an engine's embeddings against onnxruntime's, per face, at least
 
 
 @dataclass
@@ -30,6 +36,8 @@ class BenchRow:
     faces_per_s: float  # batch 32
     lfw_accuracy: float | None
     tar_at_far: float | None = None  # TAR at FAR 1e-3 over every pair of DevTest images
+    engine: str = ONNXRUNTIME
+    min_cosine_vs_onnxruntime: float | None = None  # the engine's parity on the bench inputs
 
 
 def time_runs(run, repeats: int, warmup: int = 5) -> float:
@@ -45,8 +53,8 @@ def time_runs(run, repeats: int, warmup: int = 5) -> float:
 
 
 def bench_model(path: Path, providers: list[str] | None, threads: int, repeats: int,
-                lfw_eval=None) -> BenchRow:
-    embedder = Embedder(path, providers, threads=threads, batch_size=32)
+                lfw_eval=None, engine: str | None = None) -> BenchRow:
+    embedder = Embedder(path, providers, threads=threads, batch_size=32, engine=engine)
     shape = embedder.info.preprocess.input_shape
     rng = np.random.default_rng(0)
     one = rng.standard_normal((1, *shape)).astype(np.float32)
@@ -54,10 +62,35 @@ def bench_model(path: Path, providers: list[str] | None, threads: int, repeats: 
     single = time_runs(lambda: embedder.run(one), repeats)
     batched = time_runs(lambda: embedder.run(batch), max(5, repeats // 4))
     accuracy, tar = lfw_eval(embedder) if lfw_eval else (None, None)
+    parity = None
+    if embedder.engine.name != ONNXRUNTIME:
+        reference = Embedder(path, threads=threads, engine=ONNXRUNTIME).run(batch)
+        parity = float((embedder.run(batch) * reference).sum(axis=1).min())
     return BenchRow(path.name, embedder.info.arch, embedder.info.variant,
                     path.stat().st_size / 1e6,
                     embedder.providers[0].replace("ExecutionProvider", ""), 1e3 * single,
-                    32 / batched, accuracy, tar)
+                    32 / batched, accuracy, tar, embedder.engine.name, parity)
+
+
+def bench_candidates(path: Path, providers: list[str] | None, threads: int, repeats: int,
+                     lfw_eval=None) -> tuple[list[BenchRow], list[str]]:
+    """A row per engine that loads `path` (only onnxruntime with named providers or a GPU),
+    and a line for each engine that cannot."""
+    engines = (ONNXRUNTIME,) if providers or gpu_present() else ENGINES
+    rows, refused = [], []
+    for engine in engines:
+        try:
+            rows.append(bench_model(path, providers, threads, repeats, lfw_eval, engine))
+        except ModelError as exc:
+            refused.append(f"{path.name}, {engine}: {exc}")
+    return rows, refused
+
+
+def fastest_engine(rows: list[BenchRow]) -> str:
+    """The engine of the fastest row whose embeddings agree with onnxruntime's."""
+    agreeing = [r for r in rows if r.min_cosine_vs_onnxruntime is None
+                or r.min_cosine_vs_onnxruntime >= PARITY_COSINE]
+    return min(agreeing, key=lambda r: r.ms_per_face).engine
 
 
 TAR_FAR = 1e-3
@@ -93,7 +126,8 @@ def lfw_view1(lfw_root: Path, cache_dir: Path | None):
 def format_rows(rows: list[BenchRow], threads: int, baseline: int = 0) -> str:
     """The table; each row's ms per face is divided by row `baseline`'s (same run)."""
     base = rows[baseline]
-    header = (f"{'file':<28} {'arch':<16} {'variant':<8} {'size MB':>8} {'provider':>9} "
+    header = (f"{'file':<28} {'arch':<16} {'variant':<8} {'size MB':>8} {'engine':>11} "
+              f"{'provider':>9} "
               f"{'ms/face b1':>11} {'vs base':>9} {'faces/s b32':>12} {'LFW View 1':>10} "
               f"{'TAR@1e-3':>9}")
     lines = [header, "-" * len(header)]
@@ -102,11 +136,12 @@ def format_rows(rows: list[BenchRow], threads: int, baseline: int = 0) -> str:
         ratio = f"{r.ms_per_face / base.ms_per_face:.2f}x"
         tar = f"{100 * r.tar_at_far:.2f}%" if r.tar_at_far is not None else "-"
         lines.append(f"{r.name:<28} {r.arch[:16]:<16} {r.variant:<8} {r.size_mb:>8.2f} "
-                     f"{r.provider:>9} {r.ms_per_face:>11.2f} {ratio:>9} {r.faces_per_s:>12.0f} "
+                     f"{r.engine:>11} {r.provider[:9]:>9} {r.ms_per_face:>11.2f} {ratio:>9} "
+                     f"{r.faces_per_s:>12.0f} "
                      f"{acc:>10} {tar:>9}")
     lines.append(f"vs base: this row's ms per face over the baseline's, {base.name} "
                  f"(--baseline; measured in this run).")
-    lines.append(f"onnxruntime threads: {threads or f'auto ({os.cpu_count()} cores)'}; "
+    lines.append(f"threads: {threads or f'auto ({os.cpu_count()} cores)'}; "
                  "latency: median after warm-up. FP16 is a GPU artefact: the CPU provider "
                  "inserts casts, so it gains nothing over FP32 there and often runs slower.")
     return "\n".join(lines)
@@ -151,10 +186,19 @@ def main(models, lfw_root, cache_dir, providers, threads, repeats, baseline, rec
     base = baseline_index(paths, baseline, Path(models[0]).is_dir())
     if record and threads < 1:
         raise click.UsageError("--record needs --threads N (the figures name it)")
-    rows = [bench_model(path, chosen, threads, repeats, evaluate) for path in paths]
+    candidates = [bench_candidates(path, chosen, threads, repeats, evaluate) for path in paths]
+    for path, (found, refused) in zip(paths, candidates, strict=True):
+        if not found:
+            raise ModelError(f"no engine runs {path.name}: {'; '.join(refused)}")
+    rows = [row for found, _ in candidates for row in found]
+    base = rows.index(candidates[base][0][0])
     click.echo(format_rows(rows, threads, base))
-    for path, row in zip(paths, rows, strict=True) if record else ():
-        record_figures(path, row, threads)
+    for _, refused in candidates:
+        for line in refused:
+            click.echo(f"not run: {line}")
+    for path, (found, _) in zip(paths, candidates, strict=True) if record else ():
+        engine = fastest_engine(found)
+        record_figures(path, next(r for r in found if r.engine == engine), threads)
 
 
 def baseline_index(paths: list[Path], baseline: str | None, first_folder: bool = False) -> int:
@@ -188,5 +232,6 @@ def record_figures(path: Path, row: BenchRow, threads: int) -> None:
                "measured_on": datetime.date.today().isoformat(),
                "cpu_cores": os.cpu_count() or 0}
     figures = {k: v for k, v in figures.items() if v is not None}  # LFW only with --lfw-root
-    write_metadata(model, replace(info, measured={**(info.measured or {}), **figures}))
+    write_metadata(model, replace(info, measured={**(info.measured or {}), **figures},
+                                  engine=row.engine))
     save_atomic(model, path)

@@ -8,16 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from siamese.runtime.engines import ONNXRUNTIME, OnnxRuntimeEngine, OpenCVEngine, choose_engine
 from siamese.runtime.errors import ModelError
-from siamese.runtime.fingerprint import model_fingerprint
+from siamese.runtime.fingerprint import model_fingerprint, read_onnx_header
 from siamese.runtime.model_info import ModelInfo
-
-
-def default_providers() -> list[str]:
-    """CUDA when onnxruntime-gpu sees a GPU, then the CPU."""
-    available = ort.get_available_providers()
-    preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in preferred if p in available] or available
 
 
 def file_fingerprint(path: Path) -> str:
@@ -55,14 +49,15 @@ def _is_torchscript(path: Path) -> bool:
 
 
 class Embedder:
-    """An exported embedding model run by onnxruntime.
+    """An exported embedding model run by the engine its metadata records (runtime.engines;
+    onnxruntime when none is recorded, when providers are named or when a GPU is present).
 
     >>> embedder = Embedder("model.onnx")
     >>> vectors = embedder.embed(crops)  # aligned BGR uint8 crops (N, 112, 112, 3)
     """
 
     def __init__(self, model_path: str | Path, providers: Sequence[str] | None = None,
-                 threads: int = 0, batch_size: int = 32) -> None:
+                 threads: int = 0, batch_size: int = 32, engine: str | None = None) -> None:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"model file not found: {self.path}")
@@ -71,31 +66,23 @@ class Embedder:
                              f"exports (model.onnx, model.int8.onnx); to use TorchScript from "
                              f"Python, siamese.export.torchscript.load_torchscript (needs "
                              f"the train extra: pip install \".[train]\" in the source tree)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        unknown = set(providers or []) - set(ort.get_available_providers())
-        if unknown:
-            raise ModelError(f"onnxruntime provider(s) not available here: {', '.join(unknown)}; "
-                             f"available: {', '.join(ort.get_available_providers())}")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options,
-                                                providers=list(providers or default_providers()))
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"cannot load model {self.path}: {str(exc).splitlines()[0]}") from None
-        metadata = self.session.get_modelmeta().custom_metadata_map
+        metadata, input_name = read_onnx_header(self.path)
         self.info = ModelInfo.from_metadata(metadata, source=str(self.path))
-        check_graph(self.session, self.info, str(self.path))
-        self.input_name = self.session.get_inputs()[0].name
-        fixed = self.session.get_inputs()[0].shape[0]
+        name = choose_engine(self.info.engine, engine, providers)
+        if name == ONNXRUNTIME:
+            self.engine = OnnxRuntimeEngine(self.path, providers, threads)
+            check_graph(self.engine.session, self.info, str(self.path))
+        else:
+            self.engine = OpenCVEngine(self.path, input_name, threads)
+        self.input_name = input_name
+        self.fixed_batch = self.engine.fixed_batch
         # a graph with a fixed batch size (some third-party models) is fed exactly that many
-        self.fixed_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
         self.batch_size = self.fixed_batch or batch_size
         self.fingerprint = model_fingerprint(self.path)
 
     @property
     def providers(self) -> list[str]:
-        return self.session.get_providers()
+        return self.engine.providers
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Embeddings of preprocessed float32 inputs, in batches."""
@@ -115,7 +102,7 @@ class Embedder:
         if self.fixed_batch and count < self.fixed_batch:  # pad the last, short batch
             padding = np.zeros((self.fixed_batch - count, *batch.shape[1:]), batch.dtype)
             batch = np.concatenate([batch, padding])
-        return self.session.run(None, {self.input_name: batch})[0][:count]
+        return self.engine.run(batch)[:count]
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """Embeddings (N, D) of aligned BGR uint8 crops, one (H, W, 3) or a batch."""

@@ -3,8 +3,9 @@
 Templates, galleries, embedding tables and site calibrations record it and refuse another
 model's. It covers the graph, the weights and every metadata entry that decides an answer
 (preprocessing, thresholds, provenance), so a model edited in any of those is another model; it
-leaves out `siamese.measured` alone (speed and LFW figures, rewritten by `siamese-bench
---record`), which describes a model without changing what it decides.
+leaves out `siamese.measured` (speed and LFW figures, rewritten by `siamese-bench --record`) and
+`siamese.engine` (the engine those figures chose), which describe how a model runs without
+changing what it decides.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import METADATA_PREFIX
 
 _METADATA_FIELD = 14  # ModelProto.metadata_props
-_DESCRIPTIVE_KEYS = {(METADATA_PREFIX + "measured").encode()}
+_GRAPH_FIELD, _GRAPH_INPUT_FIELD = 7, 11  # ModelProto.graph, GraphProto.input
+# measured figures and the engine they chose describe how a model runs, not what it decides
+_DESCRIPTIVE_KEYS = {(METADATA_PREFIX + "measured").encode(), (METADATA_PREFIX + "engine").encode()}
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
@@ -54,11 +57,34 @@ def _fields(data: bytes):
         at = end
 
 
-def _metadata_key(entry: bytes) -> bytes:
-    for number, wire, start, end in _fields(entry):
-        if number == 1 and wire == 2:
-            return entry[start:end]
+def _string_field(message: bytes, wanted: int) -> bytes:
+    for number, wire, start, end in _fields(message):
+        if number == wanted and wire == 2:
+            return message[start:end]
     return b""
+
+
+def _metadata_key(entry: bytes) -> bytes:
+    return _string_field(entry, 1)
+
+
+def read_onnx_header(path: Path) -> tuple[dict[str, str], str]:
+    """(metadata_props, the graph's first input name) of an ONNX file, without loading it in an
+    engine (OpenCV's DNN engine reads neither)."""
+    data = Path(path).read_bytes()
+    try:
+        metadata, graph = {}, b""
+        for number, wire, start, end in _fields(data):
+            if number == _METADATA_FIELD and wire == 2:
+                entry = data[start:end]
+                metadata[_metadata_key(entry).decode("utf-8", "replace")] = \
+                    _string_field(entry, 2).decode("utf-8", "replace")
+            elif number == _GRAPH_FIELD and wire == 2:
+                graph = data[start:end]
+        first_input = _string_field(_string_field(graph, _GRAPH_INPUT_FIELD), 1)
+    except ValueError as exc:
+        raise ModelError(f"{path}: not a readable ONNX model ({exc})") from None
+    return metadata, first_input.decode("utf-8", "replace")
 
 
 def model_fingerprint(path: Path) -> str:

@@ -14,7 +14,9 @@ from siamese.runtime.errors import ConfigError, ModelError
 from siamese.runtime.vision.preprocess import Preprocess
 
 METADATA_PREFIX = "siamese."
-OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average", "provenance", "measured"})
+OPTIONAL_FIELDS = frozenset({"accuracy_threshold", "flip_average", "provenance", "measured",
+                             "engine"})
+ENGINE_NAMES = ("", "onnxruntime", "opencv")  # runtime.engines; "" = onnxruntime
 
 
 MAX_EMBEDDING_DIM = 4096
@@ -69,6 +71,9 @@ class ModelInfo:
     # figures measured on this very file by siamese-import / siamese-bench --record (speed, LFW,
     # parity): names to finite numbers or short strings; siamese-models prints them
     measured: dict | None = None
+    # the CPU engine siamese-bench measured fastest for this file while it held the export gate
+    # (runtime.engines); left out of the fingerprint like `measured`
+    engine: str = ""
 
     def __post_init__(self) -> None:
         if self.metric not in ("cosine", "euclidean"):
@@ -95,6 +100,9 @@ class ModelInfo:
                            for k, v in self.measured.items())):
             raise ModelError("model metadata measured must map names to finite numbers or "
                              "short strings")
+        if self.engine not in ENGINE_NAMES:
+            raise ModelError(f"model metadata engine must be one of "
+                             f"{', '.join(map(repr, ENGINE_NAMES))}, not {self.engine!r}")
         for name in ("arch", "source_sha256", "version", "variant", "provenance"):
             if not isinstance(getattr(self, name), str):
                 raise ModelError(f"model metadata {name} must be a string")

@@ -165,3 +165,19 @@ def test_the_gpu_recipe_of_the_edge_model_runs_end_to_end_on_a_cpu(mini_faces, t
     assert online.config.arch == cached.config.arch == "edge-resnet-l"
     assert online.config.distill_online.endswith("sface.onnx") and online.config.distill is None
     assert cached.config.distill.endswith("sface.npz") and cached.preprocess.size == 112
+
+
+def test_bench_peer_runs_on_the_fixtures_without_the_peer(monkeypatch):
+    from click.testing import CliRunner
+
+    monkeypatch.setitem(sys.modules, "verifyface", None)  # as where it is not installed
+    result = CliRunner().invoke(_tool("bench_peer").main,
+                                ["--images", str(LFW_MINI / "lfw-deepfunneled"), "--count", "3"])
+    assert result.exit_code == 0, result.output
+    assert "verifyface not installed" in result.output
+    names = ("door end to end", "photos end to end", "photos embedding", "detection")
+    rows = [line for line in result.output.splitlines() if line.startswith(names)]
+    assert [next(n for n in names if row.startswith(n)) for row in rows] == list(names)
+    for row in rows:  # project ms, then no peer figures
+        project_ms, peer_ms, ratio = row.split()[-3:]
+        assert float(project_ms) > 0 and peer_ms == ratio == "-"

