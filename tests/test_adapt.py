@@ -3,6 +3,9 @@ FP32 ONNX, `siamese-train --init`, and `siamese-adapt` with its gate."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -59,3 +62,39 @@ def test_train_init_refuses_other_input_in_one_line(tmp_path, init, message):
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.output
     assert "load key" not in result.output
+
+
+def _adapt(tmp_path, *extra: str):
+    from siamese.export.adapt import adapt_main
+
+    return CliRunner().invoke(adapt_main, [
+        str(ATT_FACES), "--model", "edge", "--out", str(tmp_path / "out"), "--steps", "2",
+        "--cache-dir", str(tmp_path / "cache"), *extra])
+
+
+def test_adapt_refuses_a_model_that_does_not_beat_the_packaged_one(tmp_path):
+    result = _adapt(tmp_path, "--margin", "1")  # no model can beat TAR by a whole point
+    assert result.exit_code == 1, result.output
+    assert "not shipped" in result.output and "siamese-calibrate" in result.output
+    report = json.loads((tmp_path / "out" / "adapt_report.json").read_text())
+    assert report["model"] is None and not report["gate"]["passed"]
+    assert not list((tmp_path / "out").glob("*.onnx"))
+
+
+def test_adapt_writes_a_model_its_threshold_and_report_when_the_gate_passes(tmp_path):
+    result = _adapt(tmp_path, "--margin", "-1")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "adapt_report.json").read_text())
+    model = Path(report["model"])
+    assert model.is_file() and (tmp_path / "out" / "adapt_report.md").is_file()
+    embedder = Embedder(model)
+    assert embedder.info.threshold == pytest.approx(report["threshold"], abs=1e-6)
+    assert report["gate"]["packaged"]["roc"]["far"] and report["gate"]["adapted"]["tar_at_far"] >= 0
+
+
+def test_adapt_bad_input_is_one_line_exit_2(tmp_path):
+    from siamese.export.adapt import adapt_main
+
+    result = CliRunner().invoke(adapt_main, [str(tmp_path / "nowhere"), "--out",
+                                             str(tmp_path / "o")])
+    assert result.exit_code == 2 and "not found" in result.output
