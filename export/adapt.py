@@ -156,7 +156,7 @@ def run_adapt(images: Path, out: Path, config, check: Path | None = None,
 @click.option("--check", type=click.Path(path_type=Path),
               help="A labelled <person>/<images> folder of site people not in IMAGES, for the "
                    "gate [default: people held out of IMAGES].")
-@click.option("--replay", "lfw_root", type=click.Path(path_type=Path),
+@click.option("--replay", "--lfw-root", "lfw_root", type=click.Path(path_type=Path),
               envvar="SIAMESE_LFW_ROOT",
               help="LFW tree: its View 1 training people are replayed and its View 1 test "
                    "pairs checked [default: the packaged LFW sample].")

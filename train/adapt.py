@@ -113,7 +113,8 @@ def adapt_model(site: SiteFaces, replay: np.ndarray, config: AdaptConfig,
     student = rebuilt.embedding_model
     teacher = OnnxTeacher(teacher_path or model_zoo.PACKAGED["sface"].path)
     site_views, replay_views = _views(site.adapt), _views(replay)
-    set_statistics(student, _student_input(replay_views, rebuilt))  # source statistics
+    general = replay_views if len(replay_views) else site_views
+    set_statistics(student, _student_input(general, rebuilt))  # source statistics
     _adabn(student, _student_input(site_views, rebuilt))  # then the site's
     modules = [student.backbone.stem, *student.backbone.stages]
     for module in modules[:config.freeze]:

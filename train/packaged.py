@@ -111,17 +111,6 @@ def load_onnx(path: str | Path) -> RebuiltModel:
     return RebuiltModel(rebuilt.eval(), info, path)
 
 
-def folded_batch_norms(model: nn.Module) -> list[nn.BatchNorm2d]:
-    """The batch norms that follow a convolution (folded into it in an export)."""
-    found, previous = [], None
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d) and isinstance(previous, nn.Conv2d):
-            found.append(module)
-        if isinstance(module, nn.Conv2d | nn.BatchNorm2d):
-            previous = module
-    return found
-
-
 @torch.no_grad()
 def set_statistics(model: nn.Module, pixels: torch.Tensor, batch_size: int = 64) -> None:
     """Give each batch norm of `model` (an embedding model, no flip average) the running
