@@ -129,7 +129,8 @@ ends inside its warm-up, or whose validation AUC is below {POOR_AUC:g}, is warne
               help="Centre teacher targets on the training mean (dlib) or not (SFace) "
                    + _default("distill_centre"))
 @click.option("--init", type=click.Path(path_type=Path),
-              help="Start from this checkpoint's weights (same arch; a new schedule).")
+              help="Start from a packaged model (edge), an FP32 ONNX export of an edge-resnet, "
+                   "or a checkpoint (same arch; a new schedule).")
 @click.option("--batch-size", type=click.IntRange(1),
               help="Triplets per batch (fixed triplets) " + _default("batch_size"))
 @click.option("--lr", type=float, help=_default("lr"))

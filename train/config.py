@@ -45,7 +45,7 @@ class TrainConfig:
     extra_weight: float = 1.0
     extra_augment: bool = True  # False: extra faces are used as cached (views whose targets fit)
     augment: bool = False
-    init: str | None = None  # start from this checkpoint's weights (same arch), fresh schedule
+    init: str | None = None  # packaged name, FP32 ONNX or checkpoint (same arch), fresh schedule
     val_fraction: float = 0.1  # training-side people held out for thresholds, never trained on
     target_far: float = 1e-3
     seed: int = 0

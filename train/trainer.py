@@ -16,11 +16,12 @@ from siamese.runtime.storage.fileio import write_text_atomic
 from siamese.train.calibration import Calibration, validation_calibration
 from siamese.train.checkpoint import Checkpoint, TrainingSource, TrainingState
 from siamese.train.config import TrainConfig
-from siamese.train.data import split_train_val
+from siamese.train.data import normalize, split_train_val, to_unit_range
 from siamese.train.embedding import resolve_device
 from siamese.train.face_cache import AlignedFaces, CacheRecord
 from siamese.train.models import create_backbone, default_preprocess
 from siamese.train.objective import Objective
+from siamese.train.packaged import load_start, set_statistics
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Trainer:
         self.model = create_backbone(config.arch, config.embedding_dim,
                                      config.l2_normalize).to(self.device)
         if config.init:
-            self._init_from(Path(config.init))
+            self._init_from(config.init)
         self.objective = Objective(config, self.train, self.spec, self.device)
         params = list(self.model.parameters()) + self.objective.parameters()
         if config.optimizer == "adam":
@@ -68,16 +69,20 @@ class Trainer:
     def val_people(self) -> list[str]:
         return self.val.identities
 
-    def _init_from(self, path: Path) -> None:
-        start = Checkpoint.load(path, str(self.device))
+    def _init_from(self, spec: str) -> None:
+        """Start from a packaged model name, an FP32 ONNX export or a training checkpoint."""
+        start = load_start(spec, str(self.device))
         if (start.arch, start.embedding_dim) != (self.config.arch, self.config.embedding_dim):
-            raise ConfigError(f"--init {path} is a {start.arch} ({start.embedding_dim}-d); this "
+            raise ConfigError(f"--init {spec} is a {start.arch} ({start.embedding_dim}-d); this "
                               f"run trains a {self.config.arch} ({self.config.embedding_dim}-d)")
         held_out_seen = set(start.train_people) & set(self.val_people)
         if held_out_seen:
-            raise ConfigError(f"--init {path} was trained on {len(held_out_seen)} of this run's "
+            raise ConfigError(f"--init {spec} was trained on {len(held_out_seen)} of this run's "
                               f"held-out people; its thresholds would not be honest")
         self.model.load_state_dict(start.weights)
+        if start.folded:  # give the folded batch norms this data's statistics, same function
+            set_statistics(self.model, normalize(to_unit_range(self.train.pixels[:2048]),
+                                                 self.spec).to(self.device))
 
     # --- epochs ---------------------------------------------------------------------------
     def lr_at(self, epoch: int) -> float:

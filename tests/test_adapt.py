@@ -1,0 +1,100 @@
+"""The packaged models as starting points (issue 28): the edge model rebuilt in PyTorch from its
+FP32 ONNX, `siamese-train --init`, and `siamese-adapt` with its gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from siamese.runtime.embedder import Embedder
+from siamese.train.cli import train_main
+from siamese.train.embedding import crop_embedder
+from siamese.train.packaged import load_onnx, set_statistics
+
+from tests.conftest import ATT_FACES
+
+
+@pytest.fixture(scope="module")
+def mini_crops(mini_faces) -> np.ndarray:
+    return np.stack([mini_faces.crop(record.path) for record in mini_faces.select()])
+
+
+def test_rebuilt_edge_matches_its_onnx_on_real_faces(mini_crops):
+    rebuilt = load_onnx("edge")
+    onnx_vectors = Embedder(rebuilt.source).embed(mini_crops)
+    torch_vectors = crop_embedder(rebuilt.model, rebuilt.info.preprocess, "cpu")(mini_crops)
+    assert rebuilt.info.arch == "edge-resnet" and len(mini_crops) >= 32
+    assert (onnx_vectors * torch_vectors).sum(1).min() > 0.99999
+    # real batch-norm statistics leave the function as it was
+    pixels = torch.from_numpy(rebuilt.info.preprocess(mini_crops))
+    set_statistics(rebuilt.embedding_model, pixels)
+    again = crop_embedder(rebuilt.model, rebuilt.info.preprocess, "cpu")(mini_crops)
+    assert (onnx_vectors * again).sum(1).min() > 0.99999
+
+
+def _train(tmp_path, init: str):
+    return CliRunner().invoke(train_main, [
+        "--folder", str(ATT_FACES), "--init", init, "--arch", "edge-resnet", "--epochs", "1",
+        "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+
+
+def test_train_init_edge_starts_from_the_packaged_model(tmp_path):
+    result = _train(tmp_path, "edge")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("init, message", [
+    ("not-a-model", "no such file, and not a packaged model"),
+    ("sface", "not a supported architecture to start from"),
+    ("junk.pt", "neither a siamese-edge checkpoint nor an ONNX export"),
+])
+def test_train_init_refuses_other_input_in_one_line(tmp_path, init, message):
+    if init == "junk.pt":
+        init = str(tmp_path / "junk.pt")
+        (tmp_path / "junk.pt").write_bytes(b"junk")
+    result = _train(tmp_path, init)
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert "load key" not in result.output
+
+
+def _adapt(tmp_path, *extra: str):
+    from siamese.export.adapt import adapt_main
+
+    return CliRunner().invoke(adapt_main, [
+        str(ATT_FACES), "--model", "edge", "--out", str(tmp_path / "out"), "--steps", "2",
+        "--cache-dir", str(tmp_path / "cache"), *extra])
+
+
+def test_adapt_refuses_a_model_that_does_not_beat_the_packaged_one(tmp_path):
+    result = _adapt(tmp_path, "--margin", "1")  # no model can beat TAR by a whole point
+    assert result.exit_code == 1, result.output
+    assert "not shipped" in result.output and "siamese-calibrate" in result.output
+    report = json.loads((tmp_path / "out" / "adapt_report.json").read_text())
+    assert report["model"] is None and not report["gate"]["passed"]
+    assert not list((tmp_path / "out").glob("*.onnx"))
+
+
+def test_adapt_writes_a_model_its_threshold_and_report_when_the_gate_passes(tmp_path):
+    result = _adapt(tmp_path, "--margin", "-1")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "adapt_report.json").read_text())
+    model = Path(report["model"])
+    assert model.is_file() and (tmp_path / "out" / "adapt_report.md").is_file()
+    embedder = Embedder(model)
+    assert embedder.info.threshold == pytest.approx(report["threshold"], abs=1e-6)
+    assert report["gate"]["packaged"]["roc"]["far"] and report["gate"]["adapted"]["tar_at_far"] >= 0
+
+
+def test_adapt_bad_input_is_one_line_exit_2(tmp_path):
+    from siamese.export.adapt import adapt_main
+
+    result = CliRunner().invoke(adapt_main, [str(tmp_path / "nowhere"), "--out",
+                                             str(tmp_path / "o")])
+    assert result.exit_code == 2 and "not found" in result.output
