@@ -26,8 +26,12 @@ def serve_main() -> None:
 
 @serve_main.command("run")
 @keys_option
-@click.option("--gallery", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="The gallery (SQLite) the people routes use; created when absent.")
+@click.option("--gallery", required=True,
+              help="The gallery the people routes use: a SQLite file (created when absent) or "
+                   "a central postgresql://... URL shared by several servers.")
+@click.option("--signing-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="The center's Ed25519 key for door snapshots (created 0600 when absent, its "
+                   "public key beside it as .pub; default: beside the template key).")
 @click.option("--audit", type=click.Path(path_type=Path, dir_okay=False),
               help="The audit log (default: GALLERY.audit.jsonl).")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -50,20 +54,24 @@ def serve_main() -> None:
 @click.option("--timeout", "timeout_s", default=15.0, show_default=True,
               type=FiniteFloat(0, 3600, True), help="Seconds of work per request; beyond: 503.")
 @click.option("-v", "--verbose", is_flag=True)
-def run(keys_file, gallery, audit, host, port, cert, tls_key, insecure, cors, model, threshold,
-        workers, queue, rate, max_body_mb, timeout_s, verbose) -> None:
+def run(keys_file, gallery, signing_key, audit, host, port, cert, tls_key, insecure, cors,
+        model, threshold, workers, queue, rate, max_body_mb, timeout_s, verbose) -> None:
     """Serve until SIGINT/SIGTERM (requests in flight finish first)."""
     setup_logging(verbose)
     from siamese.runtime.service.config import ServiceConfig
     from siamese.runtime.service.server import serve
+    from siamese.runtime.storage.galleries import gallery_spec
 
-    config = ServiceConfig(keys=keys_file, gallery=gallery,
-                           audit=audit or gallery.with_name(gallery.name + ".audit.jsonl"),
+    gallery = gallery_spec(gallery)
+    if audit is None:
+        audit = (gallery.with_name(gallery.name + ".audit.jsonl") if isinstance(gallery, Path)
+                 else Path(f"siamese-serve-{port}.audit.jsonl"))
+    config = ServiceConfig(keys=keys_file, gallery=gallery, audit=audit,
                            model=model, threshold=threshold, host=host, port=port, cert=cert,
                            key=tls_key, insecure=insecure, cors=tuple(cors), queue=queue,
                            rate_per_s=rate, burst=max(1, int(2 * rate)),
                            max_body_bytes=int(max_body_mb * (1 << 20)),
-                           request_timeout_s=timeout_s)
+                           request_timeout_s=timeout_s, signing_key=signing_key)
     if workers:
         config.workers = workers
     config.check()

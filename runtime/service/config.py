@@ -15,7 +15,7 @@ MB = 1 << 20
 @dataclass
 class ServiceConfig:
     keys: Path
-    gallery: Path
+    gallery: Path | str  # a SQLite file, or a postgresql:// URL (central)
     audit: Path
     model: Path | None = None
     threshold: float | None = None
@@ -38,6 +38,7 @@ class ServiceConfig:
     session_frames: int = 60  # frames one session may send
     session_timeout_s: float = 30.0  # a session's life
     max_frame_bytes: int = 2 * MB
+    signing_key: Path | None = None  # the center's Ed25519 key for door snapshots
 
     def check(self) -> None:
         """ConfigError for a server that must not start as configured."""

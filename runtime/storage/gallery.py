@@ -27,7 +27,7 @@ import numpy as np
 from siamese.runtime.errors import ConfigError, ReferenceError, StorageError
 from siamese.runtime.storage.fileio import check_output_path, make_private_dirs
 from siamese.runtime.storage.gallery_index import FaissIndex, GalleryIndex, Match
-from siamese.runtime.storage.gallery_manifest import Manifest
+from siamese.runtime.storage.gallery_manifest import Manifest, row_digest
 from siamese.runtime.storage.references import MAX_TEMPLATE_BYTES, Template, other_model
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FaissIndex", "Gallery", "GalleryIndex", "Match"]
 
+URL_SCHEMES = ("postgresql:", "postgres:", "http:", "https:")
 GALLERY_FORMAT = "siamese-gallery-2"  # 1: rows signed one by one, no manifest of the set
 BUSY_TIMEOUT_S = 10.0
 MAX_ROW_BYTES = MAX_TEMPLATE_BYTES  # a longer row is refused by SQLite before it is read
@@ -61,6 +62,10 @@ class Gallery:
 
         `expected_generation`: the last generation this site saw (kept outside the file);
         an older gallery is refused as rolled back."""
+        if str(path).startswith(URL_SCHEMES):
+            raise ConfigError(f"{path} is a database URL where a gallery file path is expected "
+                              f"(a postgresql:// gallery is central: siamese-serve run "
+                              f"--gallery URL; a door pulls it with siamese-gallery pull)")
         path = Path(path)
         if read_only and create:
             raise ConfigError("a gallery opened read-only cannot be created")
@@ -224,10 +229,36 @@ class Gallery:
         return out
 
     def index(self) -> GalleryIndex:
-        templates = self.templates()
-        means = (np.stack([t.mean for t in templates]) if templates
-                 else np.zeros((0, self.verifier.dim), np.float32))
-        return GalleryIndex([t.name for t in templates], means, self.verifier.embedder.info.metric)
+        return index_of(self.templates(), self.verifier)
+
+    def sync(self, changes: dict[str, Template | None], generation: int,
+             meta: dict[str, str]) -> None:
+        """Set many rows (None: remove) and `meta` entries in one transaction, the manifest
+        moved to `generation` (which never goes back): how a door applies a center's snapshot."""
+        for template in changes.values():
+            if template is not None:
+                self.verifier.check_template(template)
+        rows = {name: None if t is None else t.to_json(self.verifier.key)
+                for name, t in changes.items()}
+        with self._write():
+            manifest = self._manifest()
+            if generation < manifest.generation:
+                raise ReferenceError(f"gallery {self.path} is at generation "
+                                     f"{manifest.generation}; {generation} is older")
+            digests = dict(manifest.digests)
+            for name, text in rows.items():
+                if text is None:
+                    digests.pop(name, None)
+                    self.db.execute("DELETE FROM people WHERE name = ?", (name,))
+                else:
+                    digests[name] = row_digest(name, text)
+                    self.db.execute("INSERT OR REPLACE INTO people VALUES (?, ?)", (name, text))
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+            self._store(Manifest(generation, digests))
+
+    def meta(self, key: str) -> str | None:
+        """One extra meta entry (e.g. a door's snapshot record), or None."""
+        return self._meta().get(key)
 
     def close(self) -> None:
         self.db.close()
@@ -237,6 +268,13 @@ class Gallery:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def index_of(templates: list[Template], verifier: Verifier) -> GalleryIndex:
+    """The search index over `templates`' means."""
+    means = (np.stack([t.mean for t in templates]) if templates
+             else np.zeros((0, verifier.dim), np.float32))
+    return GalleryIndex([t.name for t in templates], means, verifier.embedder.info.metric)
 
 
 def _connect(path: Path, create: bool) -> sqlite3.Connection:
