@@ -180,12 +180,15 @@ class CentralGallery:
 
         def job(cursor) -> None:
             # the person's row first, then the set: every writer locks in this order
-            cursor.execute("INSERT INTO people VALUES (%s, %s, 0, -1) ON CONFLICT (name) DO "
-                           "NOTHING RETURNING name", (name, text))
-            created = cursor.fetchone() is not None
-            cursor.execute("SELECT template, version FROM people WHERE name = %s FOR UPDATE",
-                           (name,))
-            old, version = cursor.fetchone()
+            row = None
+            while row is None:  # again when a concurrent removal took the row in between
+                cursor.execute("INSERT INTO people VALUES (%s, %s, 0, -1) ON CONFLICT (name) "
+                               "DO NOTHING RETURNING name", (name, text))
+                created = cursor.fetchone() is not None
+                cursor.execute("SELECT template, version FROM people WHERE name = %s FOR "
+                               "UPDATE", (name,))
+                row = cursor.fetchone()
+            old, version = row
             if not created and not replace:
                 raise ReferenceError(f"{name!r} is already in gallery {self.path} "
                                      f"(use --replace)")
