@@ -75,6 +75,16 @@ def run(keys_file, gallery, signing_key, audit, host, port, cert, tls_key, insec
     if workers:
         config.workers = workers
     config.check()
+    if not isinstance(gallery, Path):  # a center: its doors need the public key at once
+        from siamese.runtime.storage.snapshot import (
+            default_signing_key_path,
+            load_or_create_signing_key,
+        )
+
+        config.signing_key = signing_key or default_signing_key_path()
+        load_or_create_signing_key(config.signing_key)
+        click.echo(f"door snapshots signed with {config.signing_key} (give the doors "
+                   f"{config.signing_key}.pub)", err=True)
     click.echo(f"siamese-serve on {'https' if cert else 'http'}://{host}:{port} "
                f"({config.workers} workers)", err=True)
     serve(config)

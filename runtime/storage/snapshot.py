@@ -39,6 +39,7 @@ from siamese.runtime.storage.fileio import (
     check_output_path,
     make_private_dirs,
     read_regular_file,
+    write_text_atomic,
 )
 from siamese.runtime.storage.gallery import Gallery
 from siamese.runtime.storage.integrity import tag, verify_tag
@@ -62,6 +63,13 @@ def _ed25519():
 
 
 # --- keys -------------------------------------------------------------------------------------
+def default_signing_key_path() -> Path:
+    """The center's key beside the template key (~/.config/siamese/center_ed25519.key)."""
+    from siamese.runtime.storage.integrity import default_key_path
+
+    return default_key_path().with_name("center_ed25519.key")
+
+
 def load_or_create_signing_key(path: Path):
     """The center's Ed25519 private key (raw 32 bytes, hex, mode 0600), created when absent,
     with its public key written beside it as PATH.pub (give that file to the doors)."""
@@ -73,12 +81,16 @@ def load_or_create_signing_key(path: Path):
         secret = ed25519.Ed25519PrivateKey.generate()
         raw = secret.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                    serialization.NoEncryption())
-        with contextlib.suppress(FileExistsError):
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+        try:
             with os.fdopen(handle, "w") as out:
                 out.write(raw.hex() + "\n")
                 out.flush()
                 os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # complete or absent; the first wins
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     from siamese.runtime.storage.integrity import read_key
 
     try:
@@ -87,7 +99,7 @@ def load_or_create_signing_key(path: Path):
         raise IntegrityError(f"signing key {path} is not an Ed25519 key") from None
     public = path.with_name(path.name + ".pub")
     if not public.exists():
-        public.write_text(public_hex(secret.public_key()) + "\n")
+        write_text_atomic(public, public_hex(secret.public_key()) + "\n")
     return secret
 
 

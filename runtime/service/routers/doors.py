@@ -13,9 +13,12 @@ from siamese.runtime.service.dependencies import Admin, Caller, PersonName, Stat
 from siamese.runtime.service.engine import ServiceError
 from siamese.runtime.service.keys import KeyEntry
 from siamese.runtime.service.state import Service
-from siamese.runtime.storage.integrity import default_key_path
 from siamese.runtime.storage.postgres import CentralGallery
-from siamese.runtime.storage.snapshot import load_or_create_signing_key, sign_snapshot
+from siamese.runtime.storage.snapshot import (
+    default_signing_key_path,
+    load_or_create_signing_key,
+    sign_snapshot,
+)
 
 router = APIRouter(tags=["doors"])
 Name = Annotated[str, Path(pattern=r"^\w[\w .-]{0,63}$", description="a door or group name")]
@@ -42,7 +45,7 @@ def _signing_key(path: FilePath):
 
 
 def signing_key_path(state: Service) -> FilePath:
-    return state.config.signing_key or default_key_path().with_name("center_ed25519.key")
+    return state.config.signing_key or default_signing_key_path()
 
 
 async def _snapshot(state: Service, door: str, since: int | None) -> Response:
