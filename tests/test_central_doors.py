@@ -26,6 +26,7 @@ pytest.importorskip("fastapi", reason="the service needs the serve extra")
 from siamese.runtime.commands.gallery import gallery_main, identify_main  # noqa: E402
 from siamese.runtime.errors import IntegrityError  # noqa: E402
 from siamese.runtime.service.keys import add_key  # noqa: E402
+from siamese.runtime.storage.gallery import Gallery  # noqa: E402
 from siamese.runtime.storage.snapshot import (  # noqa: E402
     apply_snapshot,
     key_id,
@@ -234,8 +235,13 @@ def test_a_door_pulls_a_revocation_and_keeps_deciding_offline(center, tmp_path):
     assert httpx.delete(f"{url}/v1/doors/front/people/Tim Henman", headers=admin).json()[
         "changed"]
     assert httpx.delete(f"{url}/v1/people/Valentino Rossi", headers=admin).status_code == 200
+    verifier = Verifier.from_model("edge")
+    reader = Gallery.open(door, verifier, read_only=True)  # a door process reading meanwhile
+    held = reader.names()
     second = pull(center, door)
     assert second.exit_code == 0, second.output
+    assert reader.names() == held == ["Tim Henman", "Valentino Rossi", "Yashwant Sinha"]
+    reader.close()  # it read its whole old file throughout; the swap was one rename
     pulled = json.loads(second.output)
     assert pulled["delta"] is True and pulled["changed"] == 2
     assert identify_at_door(door, "Tim_Henman", 4)["identity"] == "unknown"
@@ -245,7 +251,6 @@ def test_a_door_pulls_a_revocation_and_keeps_deciding_offline(center, tmp_path):
     assert now["snapshot"]["generation"] == pulled["generation"]
 
     # replayed, tampered, truncated, another center's: refused, the door's file unchanged
-    verifier = Verifier.from_model("edge")
     public = load_public_key(center.folder / "center.key.pub")
     before = door.read_bytes()
     with pytest.raises(IntegrityError, match="not newer"):
