@@ -15,6 +15,7 @@ from siamese.runtime.commands.serve import serve_main
 from siamese.runtime.errors import ConfigError, IntegrityError, ReferenceError, StorageError
 from siamese.runtime.storage.galleries import gallery_spec, open_gallery
 from siamese.runtime.storage.gallery import Gallery
+from siamese.runtime.storage.postgres import CentralGallery
 from siamese.runtime.storage.references import Template
 from siamese.runtime.verifier import Verifier
 
@@ -82,6 +83,15 @@ def test_rows_and_the_set_are_signed_and_migrations_apply_once(postgres, verifie
     with open_gallery(url, verifier) as again, again.db.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM schema_migrations")
         assert cursor.fetchone()[0] == 2
+    with open_gallery(url, verifier, read_only=True) as reader:
+        with pytest.raises(ConfigError, match="read-only"):
+            reader.remove("alice")
+    with CentralGallery.open(url, verifier, expected_generation=9) as rolled_back, \
+            rolled_back.db.cursor() as cursor:
+        cursor.execute("UPDATE people SET template = replace(template, '\"alicf\"', "
+                       "'\"alice\"')")
+        with pytest.raises(IntegrityError, match="rolled back"):
+            rolled_back.names()  # generation 4 < 9 last seen
     other = Verifier(verifier.embedder, key=os.urandom(32))
     with pytest.raises(IntegrityError), open_gallery(url, other) as foreign:
         foreign.names()

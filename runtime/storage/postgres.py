@@ -18,7 +18,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from siamese.runtime.errors import ConfigError, MissingExtraError, ReferenceError, StorageError
+from siamese.runtime.errors import (
+    ConfigError,
+    IntegrityError,
+    MissingExtraError,
+    ReferenceError,
+    StorageError,
+)
 from siamese.runtime.storage.gallery_index import GalleryIndex
 from siamese.runtime.storage.gallery_manifest import row_digest
 from siamese.runtime.storage.integrity import tag, verify_tag
@@ -65,13 +71,15 @@ class CentralGallery:
 
     def __init__(self, url: str, verifier: Verifier) -> None:
         self.url, self.verifier, self.path = url, verifier, _redacted(url)
-        self.read_only, self._lock = False, threading.Lock()
+        self.read_only, self.expected_generation = False, None
+        self._lock = threading.Lock()
         self.db = self._connect()
 
     @classmethod
     def open(cls, url: str, verifier: Verifier, create: bool = False,
              read_only: bool = False, expected_generation: int | None = None) -> CentralGallery:
         gallery = cls(url, verifier)
+        gallery.read_only, gallery.expected_generation = read_only, expected_generation
         try:
             gallery._migrate(create)
             gallery._check_meta()
@@ -93,6 +101,8 @@ class CentralGallery:
         """`job(cursor)` in one transaction; a lost connection is a StorageError (503 in the
         service) and the next call reconnects; nothing half-written survives a rollback."""
         psycopg = _psycopg()
+        if write and self.read_only:
+            raise ConfigError(f"gallery {self.path} is open read-only")
         with self._lock:
             if self.db.closed or self.db.broken:
                 self.db = self._connect()
@@ -126,7 +136,7 @@ class CentralGallery:
                                    (self._set_mac(0, 0, 0),))
                 cursor.execute("INSERT INTO schema_migrations (version) VALUES (%s)",
                                (version,))
-        self._run(job, write=True)
+        self._run(job)
 
     def _check_meta(self) -> None:
         def job(cursor) -> str | None:
@@ -231,6 +241,10 @@ class CentralGallery:
         total = sum(int(row_digest(name, text), 16) for name, text in rows.items()) % MODULUS
         if len(rows) != count or total != digest_sum:
             raise _edited(self.path)
+        if self.expected_generation is not None and generation < self.expected_generation:
+            raise IntegrityError(f"gallery {self.path} is at generation {generation}, older "
+                                 f"than the {self.expected_generation} last seen: it was "
+                                 f"rolled back")
         return generation, rows
 
     def _parse(self, name: str, text: str) -> Template:
@@ -371,9 +385,7 @@ class _Unchanged(Exception):
     """A membership that was already so: rolled back (no generation spent)."""
 
 
-def _edited(path: str) -> ReferenceError:
-    from siamese.runtime.errors import IntegrityError
-
+def _edited(path: str) -> IntegrityError:
     return IntegrityError(f"central gallery {path} does not match its signed set of people: "
                           f"rows were added, removed or restored outside siamese-edge")
 
