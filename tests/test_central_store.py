@@ -83,9 +83,9 @@ def test_rows_and_the_set_are_signed_and_migrations_apply_once(postgres, verifie
     with open_gallery(url, verifier) as again, again.db.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM schema_migrations")
         assert cursor.fetchone()[0] == 2
-    with open_gallery(url, verifier, read_only=True) as reader:
-        with pytest.raises(ConfigError, match="read-only"):
-            reader.remove("alice")
+    with open_gallery(url, verifier, read_only=True) as reader, \
+            pytest.raises(ConfigError, match="read-only"):
+        reader.remove("alice")
     with CentralGallery.open(url, verifier, expected_generation=9) as rolled_back, \
             rolled_back.db.cursor() as cursor:
         cursor.execute("UPDATE people SET template = replace(template, '\"alicf\"', "
