@@ -169,10 +169,12 @@ def run(url: str, count: int, writers: str, servers: str, queries: int, measured
                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start\n")
     click.echo("| figure | value | note |")
     click.echo("| --- | --- | --- |")
-    open_gallery(url, verifier, create=True).close()
+    with open_gallery(url, verifier, create=True) as gallery:
+        done = len(gallery.names())  # a database filled by an earlier run: not enrolled again
     counts = [int(w) for w in writers.split(",")]
-    done = 0
-    for writers_now in counts:
+    if done:
+        row("enrolment", "not measured", f"{done:,} people already there (an earlier run)")
+    for writers_now in counts if not done else ():
         chunk = templates[done:done + measured]
         rate = enrol(url, verifier, chunk, writers_now)
         row(f"enrolment, {writers_now} writer(s), people {done:,} to {done + len(chunk):,}",
@@ -184,7 +186,8 @@ def run(url: str, count: int, writers: str, servers: str, queries: int, measured
             f"{rate:,.0f} people/s", "synchronous_commit off on those connections")
     with open_gallery(url, verifier) as gallery, gallery.db.cursor() as cursor:
         gallery.set_member("doors_groups", DOOR, "everyone", True)
-        cursor.execute("INSERT INTO groups_people SELECT 'everyone', name, 0 FROM people")
+        cursor.execute("INSERT INTO groups_people SELECT 'everyone', name, 0 FROM people "
+                       "ON CONFLICT DO NOTHING")
         secret = load_or_create_signing_key(folder / "center.key")
         public = secret.public_key()
         started = time.perf_counter()

@@ -38,7 +38,10 @@ __all__ = ["FaissIndex", "Gallery", "GalleryIndex", "Match"]
 URL_SCHEMES = ("postgresql:", "postgres:", "http:", "https:")
 GALLERY_FORMAT = "siamese-gallery-2"  # 1: rows signed one by one, no manifest of the set
 BUSY_TIMEOUT_S = 10.0
-MAX_ROW_BYTES = MAX_TEMPLATE_BYTES  # a longer row is refused by SQLite before it is read
+MAX_ROW_BYTES = MAX_TEMPLATE_BYTES  # a longer person's row is refused
+# SQLite refuses any longer value before it is read: the manifest of the set grows with the
+# people (about 140 bytes each: 256 MiB holds about 1.9 million)
+MAX_VALUE_BYTES = 256 * 1024 * 1024
 
 
 class Gallery:
@@ -72,7 +75,7 @@ class Gallery:
         db = _connect_read_only(path) if read_only else _connect(path, create)
         gallery = cls(path, db, verifier, read_only, expected_generation)
         try:
-            db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
+            db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
             if not read_only:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
@@ -135,9 +138,11 @@ class Gallery:
             for name, text in self.db.execute("SELECT name, template FROM people"):
                 if type(name) is not str or type(text) is not str:
                     raise self._not_ours(f"entry {str(name)[:64]!r} is not text")
+                if len(text) > MAX_ROW_BYTES:
+                    raise self._not_ours(f"an entry is over {MAX_ROW_BYTES:,} bytes")
                 rows[name] = text
         except sqlite3.DataError:  # SQLITE_LIMIT_LENGTH: refused before it is read
-            raise self._not_ours(f"an entry is over {MAX_ROW_BYTES:,} bytes") from None
+            raise self._not_ours(f"an entry is over {MAX_VALUE_BYTES:,} bytes") from None
         return rows
 
     def _verified_rows(self) -> dict[str, str]:
