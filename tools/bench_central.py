@@ -42,15 +42,20 @@ from siamese.runtime.verifier import Verifier
 
 DOOR = "bench"
 DOOR_MEMORY = """
-import resource, sys
+import sys
 from siamese.runtime.storage.gallery import Gallery
 from siamese.runtime.verifier import Verifier
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-with Gallery.open(sys.argv[1], Verifier.from_model('edge'), read_only=True) as gallery:
-    index = gallery.index()
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(index))
-"""
 
+def peak():  # VmHWM starts again at exec (ru_maxrss would carry the parent's peak)
+    status = open('/proc/self/status').read().split('VmHWM:')[1]
+    return int(status.split()[0])
+
+verifier = Verifier.from_model('edge')
+before = peak()
+with Gallery.open(sys.argv[1], verifier, read_only=True) as gallery:
+    index = gallery.index()
+print(before, peak(), len(index))
+"""
 
 def row(what: str, value: str, note: str = "") -> None:
     click.echo(f"| {what} | {value} | {note} |")
