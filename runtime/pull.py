@@ -17,8 +17,8 @@ from siamese.runtime.errors import ConfigError, SourceError
 from siamese.runtime.storage.snapshot import (
     MAX_SNAPSHOT_BYTES,
     Record,
-    _current,
     apply_snapshot,
+    current_record,
     key_id,
     verify_snapshot,
 )
@@ -72,7 +72,7 @@ def fetch(url: str, door_key: str) -> bytes:
 def pull_once(center: str, door_key: str, public_key, out: Path, verifier: Verifier
               ) -> PullResult:
     """One pull: verify the center's signature, refuse a rollback, swap the file in."""
-    current = _current(out, verifier)
+    current = current_record(out, verifier)
     since = f"?since={current.generation}" if current is not None else ""
     data = fetch(f"{check_center_url(center)}/v1/snapshot{since}", door_key)
     snapshot = verify_snapshot(data, public_key, verifier)

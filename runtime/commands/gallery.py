@@ -224,7 +224,7 @@ def pull(url, door_key, out, center_key, every, model, key_file, verbose):
     from siamese.runtime.pull import check_center_url, pull_once
     from siamese.runtime.storage.fileio import check_output_path
     from siamese.runtime.storage.gallery import URL_SCHEMES
-    from siamese.runtime.storage.snapshot import _current, load_public_key
+    from siamese.runtime.storage.snapshot import current_record, load_public_key
 
     setup_logging(verbose)
     check_center_url(url)
@@ -239,7 +239,7 @@ def pull(url, door_key, out, center_key, every, model, key_file, verbose):
         except SiameseError as exc:
             if every is None:
                 raise
-            current = _current(out, verifier)
+            current = current_record(out, verifier)
             emit({"status": "failed", "reason": str(exc),
                   "snapshot": current.summary() if current else None})
         if every is None:

@@ -222,7 +222,7 @@ def apply_snapshot(snapshot: Snapshot, center: str, out: Path, verifier: Verifie
     rollback, a replay, another door's or a delta from another generation. Returns the new
     record and how many people changed."""
     check_output_path(out)
-    current = _current(out, verifier)
+    current = current_record(out, verifier)
     if current is not None:
         if current.door != snapshot.door:
             raise IntegrityError(f"{out} holds door {current.door!r}; this snapshot is for "
@@ -273,7 +273,8 @@ def apply_snapshot(snapshot: Snapshot, center: str, out: Path, verifier: Verifie
     return record, len(changes)
 
 
-def _current(out: Path, verifier: Verifier) -> Record | None:
+def current_record(out: Path, verifier: Verifier) -> Record | None:
+    """The snapshot record of the door file `out` (None when there is none yet)."""
     if not out.exists():
         return None
     with Gallery.open(out, verifier, read_only=True) as gallery:
