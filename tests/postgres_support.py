@@ -90,11 +90,20 @@ def _start() -> Cluster:
     return cluster
 
 
+_shared: list = []  # [cluster, users]: each test module imports the fixture; one cluster
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Cluster]:
-    cluster = _start()
+    if not _shared:
+        _shared.extend([_start(), 0])
+    _shared[1] += 1
     try:
-        yield cluster
+        yield _shared[0]
     finally:
-        cluster.ctl("-m", "immediate", "stop")
-        shutil.rmtree(cluster.folder, ignore_errors=True)
+        _shared[1] -= 1
+        if not _shared[1]:
+            cluster = _shared.pop(0)
+            _shared.clear()
+            cluster.ctl("-m", "immediate", "stop")
+            shutil.rmtree(cluster.folder, ignore_errors=True)
