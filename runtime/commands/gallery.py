@@ -202,6 +202,54 @@ def remove(gallery, name, model, key_file, verbose):
     sys.exit(EXIT_OK if found else 1)
 
 
+@gallery_main.command()
+@click.argument("url")
+@click.option("--key", "door_key", required=True, envvar="SIAMESE_DOOR_KEY",
+              help="This door's API key (scope door; env SIAMESE_DOOR_KEY).")
+@click.option("--out", required=True, help="The door's gallery file (replaced atomically).")
+@click.option("--center-key", required=True,
+              type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The center's Ed25519 public key (the .pub beside its --signing-key).")
+@click.option("--every", type=click.FloatRange(1, 86400), help="Keep pulling every SECONDS.")
+@model_option
+@key_option
+@verbose_option
+def pull(url, door_key, out, center_key, every, model, key_file, verbose):
+    """Pull this door's signed snapshot from the center at URL into --out.
+
+    A delta when --out holds an earlier one, else the whole set; one JSON line per pull. A
+    snapshot not signed by --center-key, edited, truncated, or not newer is refused and --out
+    kept. With --every, an unreachable center is reported and the door keeps its last good
+    snapshot (its age is in every line).
+    """
+    import time
+
+    from siamese.runtime.pull import check_center_url, pull_once
+    from siamese.runtime.storage.fileio import check_output_path
+    from siamese.runtime.storage.gallery import URL_SCHEMES
+    from siamese.runtime.storage.snapshot import current_record, load_public_key
+
+    setup_logging(verbose)
+    check_center_url(url)
+    if out.startswith(URL_SCHEMES):
+        raise ConfigError(f"--out {out} is a URL; it must be the door's gallery file path")
+    out = check_output_path(Path(out))
+    public_key = load_public_key(center_key)
+    verifier = build_verifier(model, None, None, key_file)
+    while True:
+        try:
+            emit(pull_once(url, door_key, public_key, out, verifier).to_dict())
+        except SiameseError as exc:
+            if every is None:
+                raise
+            current = current_record(out, verifier)
+            emit({"status": "failed", "reason": str(exc),
+                  "snapshot": current.summary() if current else None})
+        if every is None:
+            return
+        time.sleep(every)
+
+
 @click.command(cls=SiameseCommand)
 @click.option("--gallery", required=True, type=click.Path(path_type=Path),
               help="Gallery from siamese-gallery.")
@@ -254,11 +302,13 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
         sys.exit(1)
     verifier, store = _open(gallery, model, providers, cache_dir, key_file, site=site,
                             threshold=threshold, quality=quality, read_only=True)
+    from siamese.runtime.storage.snapshot import read_record
+
     with store:
-        index = store.index()
+        index, record = store.index(), read_record(store)
     if not len(index):
         raise ConfigError(f"gallery {gallery} has nobody enrolled")
-    writer = _Rows(as_csv, precision)
+    writer = _Rows(as_csv, precision, record)
     named = False
 
     def report(name: str, frame: int, image) -> None:
@@ -283,8 +333,8 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
                     frames, liveness, lambda number, found: [
                         writer.row(source, number, i) for i in found], emit, UNKNOWN,
                     floor=verifier.consistency.pair_limit)
-                emit({**live.final(), "liveness": {**live.check.result(),
-                                                   **policy.to_dict()}})
+                emit({**live.final(), **writer.snapshot(),
+                      "liveness": {**live.check.result(), **policy.to_dict()}})
                 if live.check.failed:
                     click.echo(f"not identified: liveness failed: {live.check.reason}",
                                err=True)
@@ -310,17 +360,21 @@ def identify_main(gallery, inputs, source, top_k, as_csv, timeout, open_timeout,
 class _Rows:
     """JSON lines or CSV rows, one per face."""
 
-    def __init__(self, as_csv: bool, precision: int) -> None:
-        self.precision = precision
+    def __init__(self, as_csv: bool, precision: int, record=None) -> None:
+        self.precision, self.record = precision, record  # record: a door's snapshot, or None
         self.csv = csv.writer(sys.stdout) if as_csv else None
         if self.csv:
             self.csv.writerow(["source", "frame", "face", "x", "y", "w", "h", "identity", "score",
                                "candidates", "quality_flags"])
 
+    def snapshot(self) -> dict:
+        """A door's snapshot generation and age, for every JSON line (empty elsewhere)."""
+        return {"snapshot": self.record.summary()} if self.record is not None else {}
+
     def row(self, source: str, frame: int, identity) -> None:
         data = identity.to_dict(self.precision)
         if self.csv is None:
-            emit({"source": source, "frame": frame, **data})
+            emit({"source": source, "frame": frame, **data, **self.snapshot()})
             return
         candidates = ";".join(f"{c['name']}:{c['score']}" for c in data["candidates"])
         self.csv.writerow([source, frame, data["face"], *data["box"], data["identity"],

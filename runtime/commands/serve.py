@@ -28,8 +28,12 @@ def serve_main() -> None:
 
 @serve_main.command("run")
 @keys_option
-@click.option("--gallery", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="The gallery (SQLite) the people routes use; created when absent.")
+@click.option("--gallery", required=True,
+              help="The gallery the people routes use: a SQLite file (created when absent) or "
+                   "a central postgresql://... URL shared by several servers.")
+@click.option("--signing-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="The center's Ed25519 key for door snapshots (created 0600 when absent, its "
+                   "public key beside it as .pub; default: beside the template key).")
 @click.option("--audit", type=click.Path(path_type=Path, dir_okay=False),
               help="The audit log (default: GALLERY.audit.jsonl).")
 @click.option("--audit-key", type=click.Path(path_type=Path, dir_okay=False),
@@ -62,30 +66,44 @@ def serve_main() -> None:
 @click.option("--override-site-liveness", "override_site", is_flag=True,
               help="Run a --liveness weaker than SIAMESE_LIVENESS (logged at start).")
 @click.option("-v", "--verbose", is_flag=True)
-def run(keys_file, gallery, audit, audit_key, host, port, cert, tls_key, insecure, cors, model,
-        threshold, workers, queue, rate, max_body_mb, timeout_s, liveness_mode, override_site,
-        verbose) -> None:
+def run(keys_file, gallery, signing_key, audit, audit_key, host, port, cert, tls_key, insecure,
+        cors, model, threshold, workers, queue, rate, max_body_mb, timeout_s, liveness_mode,
+        override_site, verbose) -> None:
     """Serve until SIGINT/SIGTERM (requests in flight finish first)."""
     setup_logging(verbose)
     from siamese.runtime.liveness.policy import SITE_ENV, resolve_policy
     from siamese.runtime.service.config import ServiceConfig, check_port
     from siamese.runtime.service.server import serve
     from siamese.runtime.service.state import Service
+    from siamese.runtime.storage.galleries import gallery_spec
 
     policy = resolve_policy(liveness_mode, os.environ.get(SITE_ENV), live=True,
                             override=override_site)
-    config = ServiceConfig(keys=keys_file, gallery=gallery,
-                           audit=audit or gallery.with_name(gallery.name + ".audit.jsonl"),
-                           audit_key=audit_key, model=model, threshold=threshold, host=host,
-                           port=port, cert=cert, key=tls_key, insecure=insecure,
-                           cors=tuple(cors), queue=queue, rate_per_s=rate,
-                           burst=max(1, int(2 * rate)),
+    gallery = gallery_spec(gallery)
+    if audit is None:
+        audit = (gallery.with_name(gallery.name + ".audit.jsonl") if isinstance(gallery, Path)
+                 else Path(f"siamese-serve-{port}.audit.jsonl"))
+    config = ServiceConfig(keys=keys_file, gallery=gallery, audit=audit, audit_key=audit_key,
+                           model=model, threshold=threshold, host=host, port=port, cert=cert,
+                           key=tls_key, insecure=insecure, cors=tuple(cors), queue=queue,
+                           rate_per_s=rate, burst=max(1, int(2 * rate)),
                            max_body_bytes=int(max_body_mb * (1 << 20)),
-                           request_timeout_s=timeout_s, liveness=policy)
+                           request_timeout_s=timeout_s, signing_key=signing_key,
+                           liveness=policy)
     if workers:
         config.workers = workers
     config.check()  # every file, before anything is created or printed
     check_port(host, port)
+    if not isinstance(gallery, Path):  # a center: its doors need the public key at once
+        from siamese.runtime.storage.snapshot import (
+            default_signing_key_path,
+            load_or_create_signing_key,
+        )
+
+        config.signing_key = signing_key or default_signing_key_path()
+        load_or_create_signing_key(config.signing_key)
+        click.echo(f"door snapshots signed with {config.signing_key} (give the doors "
+                   f"{config.signing_key}.pub)", err=True)
     state = Service.start(config)
     click.echo(f"siamese-serve on {'https' if cert else 'http'}://{host}:{port} "
                f"({config.workers} workers, liveness {policy.mode}"

@@ -17,7 +17,7 @@ MB = 1 << 20
 @dataclass
 class ServiceConfig:
     keys: Path
-    gallery: Path
+    gallery: Path | str  # a SQLite file, or a postgresql:// URL (central)
     audit: Path
     audit_key: Path | None = None  # default: AUDIT.key (keep it apart from the log)
     model: Path | None = None
@@ -43,6 +43,7 @@ class ServiceConfig:
     session_frames: int = 450  # frames one session may send (30 s at 15 fps: a challenge)
     session_timeout_s: float = 30.0  # a session's life
     max_frame_bytes: int = 2 * MB
+    signing_key: Path | None = None  # the center's Ed25519 key for door snapshots
     # the site's liveness policy for sessions; a key cannot weaken it (docs/SERVE.md)
     liveness: LivenessPolicy = field(default_factory=lambda: LivenessPolicy("active"))
 
@@ -65,8 +66,9 @@ class ServiceConfig:
         if not load_entries(self.keys):
             raise ConfigError(f"keys file {self.keys} holds no key: add one with "
                               f"`siamese-serve keys add`")
-        for what, path in (("gallery", self.gallery), ("audit log", self.audit)):
-            _check_writable(what, path)
+        if isinstance(self.gallery, Path):  # a URL is a central store, checked when opened
+            _check_writable("gallery", self.gallery)
+        _check_writable("audit log", self.audit)
         if self.audit.exists():
             verify_log(self.audit, load_key(self.audit_key_path))
         elif self.audit_key_path.exists():

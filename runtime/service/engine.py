@@ -27,7 +27,9 @@ from siamese.runtime.errors import SiameseError
 from siamese.runtime.identify import Identity, identify_faces
 from siamese.runtime.liveness.check import LivenessCheck
 from siamese.runtime.session import liveness_step
-from siamese.runtime.storage.gallery import Gallery, GalleryIndex
+from siamese.runtime.storage.galleries import open_gallery
+from siamese.runtime.storage.gallery import Gallery, GalleryIndex, index_of
+from siamese.runtime.storage.postgres import CentralGallery
 from siamese.runtime.storage.references import Template, check_name
 from siamese.runtime.verifier import DETECT_SIDE, Comparison, Decision, Verifier, Vote
 from siamese.runtime.vision.detector import DetectorConfig, FaceDetector
@@ -76,7 +78,7 @@ def sweep_legacy_uploads(folder: Path | None = None) -> list[Path]:
 
 
 class Engine:
-    def __init__(self, verifier: Verifier, gallery_path: Path, workers: int, queue: int,
+    def __init__(self, verifier: Verifier, gallery_path: Path | str, workers: int, queue: int,
                  max_pixels: int, timeout_s: float) -> None:
         sweep_legacy_uploads()
         self.base, self.workers, self.capacity = verifier, workers, workers + queue
@@ -85,11 +87,15 @@ class Engine:
         self._local = threading.local()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="serve-worker")
         self._store = ThreadPoolExecutor(1, thread_name_prefix="serve-gallery")
-        self.gallery: Gallery = self._store.submit(
-            Gallery.open, gallery_path, verifier, create=True).result()
+        self.gallery: Gallery | CentralGallery = self._store.submit(
+            open_gallery, gallery_path, verifier, create=True).result()
         self.templates: dict[str, Template] = {}
         self.index: GalleryIndex
+        self.generation = -1
         self._store.submit(self._reload).result()
+        self._stop, self._pending = threading.Event(), threading.Lock()
+        if isinstance(self.gallery, CentralGallery):  # other processes change it too
+            self.gallery.listener(self._changed_elsewhere, self._stop)
 
     # --- plumbing ---------------------------------------------------------------------------
     def _verifier(self) -> Verifier:
@@ -132,6 +138,7 @@ class Engine:
         return decode_image(upload.data, upload.name)
 
     def close(self) -> None:
+        self._stop.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._store.submit(self.gallery.close).result()
         self._store.shutdown(wait=True)
@@ -185,10 +192,37 @@ class Engine:
 
     # --- gallery (its own thread) -----------------------------------------------------------
     def _reload(self) -> None:
-        templates = self.gallery.templates()
-        self.templates = {t.name: t for t in templates}
-        self.index = self.gallery.index() if templates else EmptyIndex(
+        """Every person again (SQLite; the central store's first read, its set checked), or
+        only the central rows changed since the last read."""
+        if not isinstance(self.gallery, CentralGallery):
+            templates = {t.name: t for t in self.gallery.templates()}
+        elif self.generation < 0:
+            self.generation, templates = self.gallery.snapshot()
+        else:
+            generation, changes = self.gallery.changes_since(self.generation)
+            if generation == self.generation:
+                return
+            templates = dict(self.templates)
+            for name, template in changes.items():
+                if template is None:
+                    templates.pop(name, None)
+                else:
+                    templates[name] = template
+            self.generation = generation
+        self.templates = templates
+        ordered = sorted(templates.values(), key=lambda t: t.name)
+        self.index = index_of(ordered, self.base) if ordered else EmptyIndex(
             self.base.embedder.info.metric, self.base.dim)
+
+    def _changed_elsewhere(self) -> None:
+        """From the listener: reload on the gallery's thread (one queued reload at most)."""
+        if self._pending.acquire(blocking=False):
+            def reload() -> None:
+                self._pending.release()
+                with contextlib.suppress(SiameseError):  # unreachable now: the next try
+                    self._reload()
+            with contextlib.suppress(RuntimeError):  # shut down
+                self._store.submit(reload)
 
     def _add(self, template: Template, replace: bool) -> None:
         self.gallery.add(template, replace=replace)

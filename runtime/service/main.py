@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from siamese.runtime.service import errors
 from siamese.runtime.service.guards import BodyLimit, KeyGate
-from siamese.runtime.service.routers import faces, ops, pages, people, sessions
+from siamese.runtime.service.routers import doors, faces, ops, pages, people, sessions
 from siamese.runtime.service.state import Service
 from starlette.routing import Match
 
@@ -37,7 +37,8 @@ def create_app(state: Service) -> FastAPI:
                   description="Face verification behind API keys. Every route but /healthz "
                               "needs `Authorization: Bearer KEY`.")
     app.state.service = state
-    for router in (ops.router, faces.router, people.router, sessions.router, pages.router):
+    for router in (ops.router, faces.router, people.router, sessions.router, pages.router,
+                   doors.router):
         app.include_router(router)
     errors.install(app)
 

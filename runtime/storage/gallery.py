@@ -29,7 +29,7 @@ import numpy as np
 from siamese.runtime.errors import ConfigError, ReferenceError, StorageError
 from siamese.runtime.storage.fileio import check_output_path, make_private_dirs
 from siamese.runtime.storage.gallery_index import FaissIndex, GalleryIndex, Match
-from siamese.runtime.storage.gallery_manifest import Manifest
+from siamese.runtime.storage.gallery_manifest import Manifest, row_digest
 from siamese.runtime.storage.references import MAX_TEMPLATE_BYTES, Template, other_model
 
 if TYPE_CHECKING:
@@ -37,9 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = ["FaissIndex", "Gallery", "GalleryIndex", "Match"]
 
+URL_SCHEMES = ("postgresql:", "postgres:", "http:", "https:")
 GALLERY_FORMAT = "siamese-gallery-2"  # 1: rows signed one by one, no manifest of the set
 BUSY_TIMEOUT_S = 10.0
-MAX_ROW_BYTES = MAX_TEMPLATE_BYTES  # a longer row is refused by SQLite before it is read
+MAX_ROW_BYTES = MAX_TEMPLATE_BYTES  # a longer person's row is refused
+# SQLite refuses any longer value before it is read: the manifest of the set grows with the
+# people (about 140 bytes each: 256 MiB holds about 1.9 million)
+MAX_VALUE_BYTES = 256 * 1024 * 1024
 
 
 class Gallery:
@@ -63,13 +67,17 @@ class Gallery:
 
         `expected_generation`: the last generation this site saw (kept outside the file);
         an older gallery is refused as rolled back."""
+        if str(path).startswith(URL_SCHEMES):
+            raise ConfigError(f"{path} is a database URL where a gallery file path is expected "
+                              f"(a postgresql:// gallery is central: siamese-serve run "
+                              f"--gallery URL; a door pulls it with siamese-gallery pull)")
         path = Path(path)
         if read_only and create:
             raise ConfigError("a gallery opened read-only cannot be created")
         db = _connect_read_only(path) if read_only else _connect(path, create)
         gallery = cls(path, db, verifier, read_only, expected_generation)
         try:
-            db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_ROW_BYTES)
+            db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
             if not read_only:
                 # a rollback journal, not WAL: between writes the gallery is this one file,
                 # complete, so copying it (even from a running server) copies every person
@@ -134,9 +142,11 @@ class Gallery:
             for name, text in self.db.execute("SELECT name, template FROM people"):
                 if type(name) is not str or type(text) is not str:
                     raise self._not_ours(f"entry {str(name)[:64]!r} is not text")
+                if len(text) > MAX_ROW_BYTES:
+                    raise self._not_ours(f"an entry is over {MAX_ROW_BYTES:,} bytes")
                 rows[name] = text
         except sqlite3.DataError:  # SQLITE_LIMIT_LENGTH: refused before it is read
-            raise self._not_ours(f"an entry is over {MAX_ROW_BYTES:,} bytes") from None
+            raise self._not_ours(f"an entry is over {MAX_VALUE_BYTES:,} bytes") from None
         return rows
 
     def _verified_rows(self) -> dict[str, str]:
@@ -228,10 +238,36 @@ class Gallery:
         return out
 
     def index(self) -> GalleryIndex:
-        templates = self.templates()
-        means = (np.stack([t.mean for t in templates]) if templates
-                 else np.zeros((0, self.verifier.dim), np.float32))
-        return GalleryIndex([t.name for t in templates], means, self.verifier.embedder.info.metric)
+        return index_of(self.templates(), self.verifier)
+
+    def sync(self, changes: dict[str, Template | None], generation: int,
+             meta: dict[str, str]) -> None:
+        """Set many rows (None: remove) and `meta` entries in one transaction, the manifest
+        moved to `generation` (which never goes back): how a door applies a center's snapshot."""
+        for template in changes.values():
+            if template is not None:
+                self.verifier.check_template(template)
+        rows = {name: None if t is None else t.to_json(self.verifier.key)
+                for name, t in changes.items()}
+        with self._write():
+            manifest = self._manifest()
+            if generation < manifest.generation:
+                raise ReferenceError(f"gallery {self.path} is at generation "
+                                     f"{manifest.generation}; {generation} is older")
+            digests = dict(manifest.digests)
+            for name, text in rows.items():
+                if text is None:
+                    digests.pop(name, None)
+                    self.db.execute("DELETE FROM people WHERE name = ?", (name,))
+                else:
+                    digests[name] = row_digest(name, text)
+                    self.db.execute("INSERT OR REPLACE INTO people VALUES (?, ?)", (name, text))
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+            self._store(Manifest(generation, digests))
+
+    def meta(self, key: str) -> str | None:
+        """One extra meta entry (e.g. a door's snapshot record), or None."""
+        return self._meta().get(key)
 
     def close(self) -> None:
         self.db.close()
@@ -258,6 +294,13 @@ def recorded_model(path: str | Path) -> str | None:
     finally:
         db.close()
     return row[0] if row and type(row[0]) is str else None
+
+
+def index_of(templates: list[Template], verifier: Verifier) -> GalleryIndex:
+    """The search index over `templates`' means."""
+    means = (np.stack([t.mean for t in templates]) if templates
+             else np.zeros((0, verifier.dim), np.float32))
+    return GalleryIndex([t.name for t in templates], means, verifier.embedder.info.metric)
 
 
 def _connect(path: Path, create: bool) -> sqlite3.Connection:
