@@ -304,7 +304,7 @@ def test_bench_without_arguments_times_the_packaged_embedding_models():
     assert result.returncode == 0, result.stderr
     rows = [line.split()[0] for line in result.stdout.splitlines()
             if line.split()[0].endswith(".onnx")]
-    assert rows == [m.file for m in installed()]
+    assert list(dict.fromkeys(rows)) == [m.file for m in installed()]  # a row per engine
     assert "minifasnet" not in result.stdout
 
 
