@@ -86,9 +86,15 @@ async def door_people(door: Name, key: Caller, state: State):
 async def _member(state: Service, key: KeyEntry, table: str, owner: str, member: str,
                   present: bool) -> dict:
     gallery = _central(state)
-    changed = await state.engine.run(gallery.set_member, table, owner, member, present)
-    await state.record(key.name, f"{table}_{'add' if present else 'remove'}",
-                       person=f"{owner}/{member}", decision="changed" if changed else "same")
+    route = f"{table}_{'add' if present else 'remove'}"
+    # the audit line before the change is committed (as for enrol and remove)
+    await state.record(key.name, route, person=f"{owner}/{member}", decision="requested")
+    try:
+        changed = await state.engine.run(gallery.set_member, table, owner, member, present)
+    except Exception as exc:
+        await state.record(key.name, route, person=f"{owner}/{member}", decision="failed",
+                           reason=type(exc).__name__)
+        raise
     return {"owner": owner, "member": member, "present": present, "changed": changed}
 
 
