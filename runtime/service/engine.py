@@ -54,13 +54,6 @@ class Upload:
     name: str
 
 
-class EmptyIndex(GalleryIndex):
-    """No one enrolled yet (GalleryIndex's reshape(0, -1) refuses zero rows)."""
-
-    def __init__(self, metric: str, dim: int) -> None:
-        self.names, self.metric, self.means = [], metric, np.zeros((0, dim), np.float32)
-
-
 LEGACY_UPLOADS = "siamese-enrol-*"  # temporary photo folders of versions before issue 30
 
 
@@ -165,10 +158,6 @@ class Engine:
         template = self.template(name)
         return self._verifier().verify(self.decode(image), template)
 
-    def decide(self, frame: bytes, template: Template, vote: Vote, index: int) -> Decision:
-        return self._verifier().decide(self.decode(Upload(frame, f"frame {index}")),
-                                       template, vote, index)
-
     def decide_live(self, frame: bytes, template: Template, vote: Vote, index: int,
                     check: LivenessCheck, now: float) -> tuple[Decision, list[dict]]:
         """One session frame: the vote's decision and the liveness check's prompt events (the
@@ -211,8 +200,7 @@ class Engine:
             self.generation = generation
         self.templates = templates
         ordered = sorted(templates.values(), key=lambda t: t.name)
-        self.index = index_of(ordered, self.base) if ordered else EmptyIndex(
-            self.base.embedder.info.metric, self.base.dim)
+        self.index = index_of(ordered, self.base)  # zero rows until someone is enrolled
 
     def _changed_elsewhere(self) -> None:
         """From the listener: reload on the gallery's thread (one queued reload at most)."""
