@@ -1,4 +1,5 @@
-"""A live head turn for session tests: tests/fixtures/live_turn (CC BY 4.0, PROVENANCE.md)."""
+"""Frames for session tests: a video's frames, and a live head turn (tests/fixtures/live_turn,
+CC BY 4.0, PROVENANCE.md)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,16 @@ def live_turn(hold_s: float = 2.0, seed: int = 0) -> list[np.ndarray]:
             for _ in range(round(hold_s * FPS))]
     turn = [frame(number) for number in (*range(7, -1, -1), *range(1, 9))]
     return held + turn
+
+
+def read_video(video: Path, frames: int = 90) -> list[np.ndarray]:
+    """The first `frames` frames of `video`."""
+    capture, images = cv2.VideoCapture(str(video)), []
+    while len(images) < frames:
+        ok, image = capture.read()
+        if not ok:
+            break
+        images.append(image)
+    capture.release()
+    assert images, f"no frames in {video}"
+    return images

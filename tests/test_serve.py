@@ -305,26 +305,15 @@ def _session(server, frames: list, key: str, person: str, start: dict | None = N
     return events
 
 
-def _video(name: str) -> list:
-    import cv2
-
-    capture, frames = cv2.VideoCapture(str(EXAMPLES / name)), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 def test_websocket_session_refuses_a_filmed_photo_and_records_the_liveness(server):
     files = [("images", (p.name, p.read_bytes(), "image/jpeg"))
              for p in sorted((EXAMPLES / "Abdullah_Gul").glob("*.jpg"))]
     made = httpx.post(f"{server.url}/v1/people/Abdullah Gul", files=files,
                       headers=bearer(server.admin), timeout=60)
     assert made.status_code in (201, 409), made.text
-    photo_video = _video("Abdullah_Gul.avi") * 3  # a still photo filmed, 6 s
+    from tests.live_clip import read_video
+
+    photo_video = read_video(EXAMPLES / "Abdullah_Gul.avi") * 3  # a still photo filmed, 6 s
     events = _session(server, photo_video, server.door, "Abdullah Gul")
     assert events[0]["type"] == "ready" and events[0]["liveness"] == "active"
     final = events[-1]

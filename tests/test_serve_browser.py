@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.live_clip import read_video
 from tests.serve_support import start_server
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -31,21 +32,6 @@ DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or DRIVER is None,
     reason="headless Chromium not installed (apt-get install -y chromium chromium-driver)")
-
-
-def read_video(video: Path, frames: int = 90) -> list[np.ndarray]:
-    import cv2
-
-    capture = cv2.VideoCapture(str(video))
-    images = []
-    while len(images) < frames:
-        ok, image = capture.read()
-        if not ok:
-            break
-        images.append(image)
-    capture.release()
-    assert images, f"no frames in {video}"
-    return images
 
 
 def frames_to_y4m(images: list[np.ndarray], out: Path, fps: tuple[int, int] = (15, 1)) -> Path:
