@@ -99,6 +99,11 @@ def gallery_model(gallery: str | Path, model: str | Path | None, use: str = "pho
     return PACKAGED[name].path
 
 
+def packaged_name(fingerprint: str) -> str | None:
+    """The name of the packaged model with this fingerprint, or None."""
+    return _packaged_fingerprints().get(fingerprint)
+
+
 def model_label(fingerprint: str) -> str:
     """'sface (1a2b3c4d5e6f)' for a packaged model's fingerprint, else the short fingerprint."""
     name = _packaged_fingerprints().get(fingerprint)

@@ -84,7 +84,9 @@ def liveness_step(check: LivenessCheck, decision: Decision, image: np.ndarray, n
     """Feed one decided frame (taken at `now` on the camera's clock) to `check`; returns its
     prompt events. The CLI's session and the service's WebSocket both decide through this."""
     scored = decision.quality is not None and decision.quality.ok
-    other = decision.score is not None and decision.score < identity_floor
+    # a screened score is on the cascade screen's scale: below its band is another person
+    other = (scored and not decision.match) if decision.screened else (
+        decision.score is not None and decision.score < identity_floor)
     return check.update(decision.faces, scored, decision.match, now, other, image)
 
 

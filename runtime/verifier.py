@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from siamese.runtime import model_zoo
+from siamese.runtime.cascade import Screen, packaged_screen
 from siamese.runtime.consistency import ConsistencyRule
 from siamese.runtime.embedder import Embedder
 from siamese.runtime.errors import ConfigError, ModelError, ReferenceError, StorageError
@@ -93,10 +94,12 @@ class Decision:
     scored_frames: int = 0
     time: float = field(default_factory=time.time)
     faces: list[Face] = field(default_factory=list, repr=False)  # all detected (liveness)
+    screened: bool = False  # decided by the cascade's screening model; `score` is its score
 
     def to_dict(self, precision: int = 4) -> dict:
         return {"time": round(self.time, 3), "frame": self.frame, "face": self.face_found,
                 "score": None if self.score is None else round(self.score, precision),
+                "screened": self.screened,
                 "match": self.match, "decision": "verified" if self.verified else "pending",
                 "votes": self.votes, "box": self.box,
                 "quality": self.quality.to_dict() if self.quality else None,
@@ -129,16 +132,19 @@ class Vote:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Two faces compared: their score, the decision, and the threshold it was made at."""
+    """Two faces compared: their score, the decision, and the threshold it was made at (when
+    `screened`, the cascade's screening model decided: its score and the band edge crossed)."""
 
     score: float
     same_person: bool
     threshold: float
     quality_flags: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # of each face
+    screened: bool = False
 
     def to_dict(self, precision: int = 4) -> dict:
         return {"score": round(self.score, precision), "same_person": self.same_person,
                 "threshold": round(self.threshold, max(precision, 4)),
+                "screened": self.screened,
                 "quality_flags": [list(flags) for flags in self.quality_flags]}
 
 
@@ -157,14 +163,17 @@ class Verifier:
     """Detector, embedder and decision rule around one embedding model.
 
     `key` authenticates templates and cached embeddings (default: this installation's key,
-    created on first use; see runtime.integrity).
+    created on first use; see runtime.integrity). `screen` makes it a cascade (runtime.cascade):
+    the screening model decides the clear cases at the model's own threshold.
     """
 
     def __init__(self, embedder: Embedder, detector: FaceDetector | None = None,
                  config: VerifyConfig | None = None, cache_dir: Path | None = None,
-                 key: bytes | None = None) -> None:
+                 key: bytes | None = None, screen: Screen | None = None) -> None:
         self.embedder = embedder
         self.config = config or VerifyConfig()
+        # the band holds at the model's own threshold only
+        self.screen = screen if self.config.threshold is None else None
         # a second, finer pass finds faces down to the quality gate's minimum in large frames
         self.detector = detector or TwoPassDetector(
             FaceDetector(config=DetectorConfig(max_side=DETECT_SIDE)),
@@ -177,24 +186,28 @@ class Verifier:
     @classmethod
     def from_model(cls, path: str | Path | None = None, providers: Sequence[str] | None = None,
                    config: VerifyConfig | None = None, cache_dir: Path | None = None,
-                   key: bytes | None = None, use: str = "door") -> Verifier:
+                   key: bytes | None = None, use: str = "door",
+                   cascade: bool = True) -> Verifier:
         """A verifier on a packaged model's name (`model_zoo.PACKAGED`: "edge", "sface"), a
         model file, or when None the default for `use`, as the commands choose: "door" (edge:
         siamese-verify, siamese-enroll) or "photos" (sface: siamese-compare, siamese-gallery,
-        siamese-identify).
+        siamese-identify). A packaged model with a cascade (runtime.cascade: sface) runs it
+        unless `cascade` is False.
 
         >>> Verifier.from_model(use="photos").compare("a.jpg", "b.jpg")  # as siamese-compare
         """
         default = model_zoo.PACKAGED[model_zoo.default_model(use)].path
         if path is None and not default.is_file():
             raise ModelError(f"no packaged {use} model in this install: pass a model path")
-        return cls(Embedder(model_zoo.resolve(path, use), providers), config=config,
-                   cache_dir=cache_dir, key=key)
+        embedder = Embedder(model_zoo.resolve(path, use), providers)
+        screen = packaged_screen(embedder, providers) if cascade else None
+        return cls(embedder, config=config, cache_dir=cache_dir, key=key, screen=screen)
 
     def use_threshold(self, threshold: float) -> None:
         """Decide at `threshold` from now on (range-checked for the model's metric)."""
         check_threshold(threshold, self.embedder.info.metric, "threshold")
         self.config = replace(self.config, threshold=float(threshold))
+        self.screen = None  # the cascade's band holds at the model's own threshold only
 
     @property
     def threshold(self) -> float:
@@ -325,7 +338,32 @@ class Verifier:
         paths = image_paths(images)
         if not paths:
             raise ReferenceError(f"no images given to enroll {name!r}")
-        return self.template_of(name, [self.reference_embedding(p) for p in paths], paths)
+        template = self.template_of(name, [self.reference_embedding(p) for p in paths], paths)
+        if self.screen is None:
+            return template
+        return replace(template, screen=np.stack([self._screen_embedding(p) for p in paths]),
+                       screen_fingerprint=self.screen.embedder.fingerprint)
+
+    def _screen_embedding(self, path: Path) -> np.ndarray:
+        """The cascade's screening embedding of a reference photo's face, cached like the
+        model's (the photo has passed the quality gate by now)."""
+        assert self.screen is not None
+        data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image")
+        digest = sha256_bytes(data)
+        key = sha256_bytes(f"screen|{self.screen.embedder.fingerprint}|"
+                           f"{self.config.quality!r}".encode())
+        dim = self.screen.embedder.info.embedding_dim
+        cached = self.cache.get(digest, key, dim)
+        if cached is not None:
+            return cached
+        image = decode_image(data, str(path))
+        face = self.dominant_face(image, str(path))
+        embedding = self.screen.embed(align_face(image, face.landmarks))[0]
+        try:
+            self.cache.put(digest, key, embedding)
+        except StorageError as exc:
+            log.warning("reference cache not written: %s", exc)
+        return embedding
 
     def template_of(self, name: str, results: list[tuple[np.ndarray, str]],
                     sources: list[Path]) -> Template:
@@ -346,25 +384,55 @@ class Verifier:
 
         >>> Verifier.from_model(use="photos").compare("a.jpg", "b.jpg").same_person
         """
+        if self.screen is not None:
+            return self._screened_comparison(first, second, strict)
         (one, one_flags), (two, two_flags) = (self._face_embedding(item, strict)
                                               for item in (first, second))
         score = self.score_against(one, two)
+        return Comparison(score, score >= self.threshold, self.threshold, (one_flags, two_flags))
+
+    def _screened_comparison(self, first: str | Path | np.ndarray,
+                             second: str | Path | np.ndarray, strict: bool) -> Comparison:
+        """`compare` through the cascade: the screen decides outside its band."""
+        assert self.screen is not None
+        (one, one_flags), (two, two_flags) = (self._compared_crop(item, strict)
+                                              for item in (first, second))
+        crops = np.stack([one, two])
+        screened = self.screen.embed(crops)
+        score = self.screen.score(screened[0], screened[1])
+        verdict = self.screen.band.verdict(score)
+        if verdict is not None:
+            band = self.screen.band
+            return Comparison(score, verdict, band.high if verdict else band.low,
+                              (one_flags, two_flags), screened=True)
+        embedded = self.embedder.embed(crops)
+        score = self.score_against(embedded[0], embedded[1])
         return Comparison(score, score >= self.threshold, self.threshold, (one_flags, two_flags))
 
     def _face_embedding(self, item: str | Path | np.ndarray,
                         strict: bool) -> tuple[np.ndarray, tuple[str, ...]]:
         if strict and isinstance(item, (str, Path)):
             return self.reference_embedding(Path(item))[0], ()
+        crop, flags = self._compared_crop(item, strict)
+        return self.embedder.embed(crop)[0], flags
+
+    def _compared_crop(self, item: str | Path | np.ndarray,
+                       strict: bool) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The aligned crop of the face a compared photo is about, and its quality flags;
+        `strict` refuses a photo that fails the gate or shows several similar faces."""
         if isinstance(item, (str, Path)):
             data = read_regular_file(item, MAX_IMAGE_BYTES, ReferenceError, "image")
             image, source = decode_image(data, str(item)), str(item)
         else:
             image, source = as_bgr_frame(item), "the frame"
-        if strict:
-            return self._single_face_embedding(image, source), ()
-        face, flags = self.subject_face(image, source)
-        embedding, quality = self.assessed_embedding(image, source, face)
-        return embedding, quality.flags + flags
+        face, flags = (self.dominant_face(image, source), ()) if strict \
+            else self.subject_face(image, source)
+        crop = align_face(image, face.landmarks)
+        quality = assess(face, crop, self.config.quality)
+        if strict and not quality.ok:
+            raise ReferenceError(f"the face in {source} fails the quality gate "
+                                 f"({describe_flags(quality, self.config.quality)})")
+        return crop, quality.flags + flags
 
     def load_reference(self, spec: str | Path) -> Template:
         """A saved template (.json), an image, or a folder of images of one person."""
@@ -393,16 +461,26 @@ class Verifier:
         crop = align_face(image, face.landmarks)
         aligned = time.perf_counter()
         quality = assess(face, crop, self.config.quality)
-        embedding = self.embedder.embed(crop)[0]
-        embedded = time.perf_counter()
-        score = self.score(embedding, template)
+        score, match, screened = self._scored(crop, template)
         done = time.perf_counter()
         return Decision(
-            index, True, score=score, match=quality.ok and score >= self.threshold,
+            index, True, score=score, match=quality.ok and match, screened=screened,
             box=[round(float(v), 1) for v in face.box], quality=quality,
             latency_ms={"detect": 1e3 * (detected - started), "align": 1e3 * (aligned - detected),
-                        "embed": 1e3 * (embedded - aligned), "compare": 1e3 * (done - embedded),
+                        "embed": 1e3 * (done - aligned),
                         "total": 1e3 * (done - started)}, faces=faces)
+
+    def _scored(self, crop: np.ndarray, template: Template) -> tuple[float, bool, bool]:
+        """(score, match, screened) of an aligned face against a template: the cascade's
+        screen decides outside its band when the template holds its embeddings."""
+        if self.screen is not None and template.screen_mean is not None \
+                and template.screen_fingerprint == self.screen.embedder.fingerprint:
+            score = self.screen.score(self.screen.embed(crop)[0], template.screen_mean)
+            verdict = self.screen.band.verdict(score)
+            if verdict is not None:
+                return score, verdict, True
+        score = self.score(self.embedder.embed(crop)[0], template)
+        return score, score >= self.threshold, False
 
     def check_template(self, template: Template) -> None:
         """Refuse a template that was not made with this model."""

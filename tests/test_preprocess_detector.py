@@ -82,3 +82,49 @@ def test_creating_a_detector_writes_nothing_on_stderr_even_after_a_bare_cv2_impo
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def _all_faces(detector: FaceDetector, paths) -> list[np.ndarray]:
+    """Per image, one row per face: box, landmarks, score."""
+    return [np.array([np.r_[f.box, f.landmarks.ravel(), f.score] for f in
+                      detector.detect(read_image(p))]) for p in paths]
+
+
+def test_the_packaged_detector_runs_on_onnxruntime_and_finds_what_opencv_finds():
+    from siamese.runtime.vision.detector import DetectorConfig
+
+    paths = sorted(LFW_MINI.rglob("*.jpg"))[:12] + sorted(ATT_FACES.rglob("*.pgm"))[:6]
+    recorded = FaceDetector(config=DetectorConfig(max_side=320))
+    opencv = FaceDetector(config=DetectorConfig(max_side=320, engine="opencv"))
+    assert (recorded.engine, opencv.engine) == ("onnxruntime", "opencv")
+    found = 0
+    for ours, theirs in zip(_all_faces(recorded, paths), _all_faces(opencv, paths), strict=True):
+        assert ours.shape == theirs.shape  # the same faces ...
+        if len(ours):
+            found += 1  # ... at the same places (pixels) and scores
+            np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    assert found == len(paths)
+    # a large frame, downscaled, and a frame whose sides are no multiple of 32
+    frame = np.zeros((487, 731, 3), np.uint8)
+    frame[100:350, 200:450] = read_image(paths[0])
+    ours, theirs = ([np.r_[f.box, f.landmarks.ravel(), f.score] for f in d.detect(frame)]
+                    for d in (recorded, opencv))
+    assert len(ours) == len(theirs) == 1
+    np.testing.assert_allclose(ours[0], theirs[0], atol=1e-2)
+
+
+def test_a_detector_engine_that_cannot_run_the_file_is_one_clear_error(tmp_path):
+    from siamese.runtime.vision.detector import YUNET_PATH, DetectorConfig
+
+    onnx = pytest.importorskip("onnx")
+    with pytest.raises(ModelError, match="unknown detector engine"):
+        FaceDetector(config=DetectorConfig(engine="tensorrt"))
+    fixed = onnx.load(YUNET_PATH)  # as OpenCV Zoo ships it: 640x640 only, no metadata
+    for dim in fixed.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.dim_value = 640
+    del fixed.metadata_props[:]
+    path = tmp_path / "yunet_640.onnx"
+    onnx.save(fixed, path)
+    assert FaceDetector(path).engine == "opencv"  # a file from elsewhere runs as before
+    with pytest.raises(ModelError, match="any frame size"):
+        FaceDetector(path, DetectorConfig(engine="onnxruntime"))

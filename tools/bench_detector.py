@@ -70,12 +70,14 @@ def main() -> None:
               help="A YuNet ONNX file (default: the packaged detector).")
 @click.option("--max-side", default=DETECT_SIDE, show_default=True,
               help="Detect on a copy downscaled to this longest side.")
+@click.option("--engine", type=click.Choice(["onnxruntime", "opencv"]),
+              help="Run the file on this engine [default: the one it records].")
 def run(roots: tuple[Path, ...], out: Path, threads: int, every: int, model: Path | None,
-        max_side: int) -> None:
+        max_side: int, engine: str | None) -> None:
     """Detect every image; save per-image results."""
     cv2.setNumThreads(threads)
     paths = _images(roots, every)
-    detector = FaceDetector(model, DetectorConfig(max_side=max_side))
+    detector = FaceDetector(model, DetectorConfig(max_side=max_side, engine=engine))
     ms, faces = np.zeros(len(paths)), []
     for warm in paths[:20]:
         detector.detect(read_image(warm))
@@ -89,8 +91,9 @@ def run(roots: tuple[Path, ...], out: Path, threads: int, every: int, model: Pat
     np.savez(out, paths=np.array([str(p) for p in paths]), ms=ms, counts=counts,
              faces=np.concatenate(faces) if faces else np.zeros((0, 14), np.float32),
              opencv=cv2.__version__, threads=threads, model=detector.model_path.name,
-             max_side=max_side)
-    click.echo(f"{detector.model_path.name}, OpenCV {cv2.__version__}, {threads} threads, side "
+             max_side=max_side, engine=detector.engine)
+    click.echo(f"{detector.model_path.name} on {detector.engine}, OpenCV {cv2.__version__}, "
+               f"{threads} threads, side "
                f"{max_side}: {len(paths)} images, median {np.median(ms):.2f} ms, mean "
                f"{ms.mean():.2f} ms per image, recall {100 * (counts > 0).mean():.2f}%")
 

@@ -1,5 +1,5 @@
 """Full-pipeline benchmark: frames per second and per-stage latency (decode, detect, align,
-embed, compare) on a 640x480 video with one face, and the process's peak memory.
+embed and compare) on a 640x480 video with one face, and the process's peak memory.
 
     python tools/bench_pipeline.py [--model PATH] [--video FILE] [--frames 300]
     python tools/bench_pipeline.py --large-frames 20
@@ -102,7 +102,7 @@ def main(model: Path | None, video: Path | None, frames: int, threads: int,
         template = verifier.enroll("bench", [faces[0]])
         source = VideoFile(video)  # decoded on its reader thread, in order
         stages: dict[str, list[float]] = {k: [] for k in
-                                          ("decode", "detect", "align", "embed", "compare")}
+                                          ("decode", "detect", "align", "embed")}
         totals = []
         iterator = iter(TimedFrames(source, None))
         started = time.perf_counter()
@@ -116,7 +116,7 @@ def main(model: Path | None, video: Path | None, frames: int, threads: int,
             decision = verifier.verify(frame.image, template, frame.index)
             t2 = time.perf_counter()
             stages["decode"].append(1e3 * (t1 - t0))
-            for key in ("detect", "align", "embed", "compare"):
+            for key in ("detect", "align", "embed"):
                 if key in decision.latency_ms:
                     stages[key].append(decision.latency_ms[key])
             totals.append(1e3 * (t2 - t0))

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -68,17 +68,27 @@ class Template:
     embeddings: np.ndarray  # (N, D) float32
     model_fingerprint: str
     image_sha256: tuple[str, ...] = ()  # of the enrolment photos, in order
+    # the same photos embedded by a cascade's screening model (runtime.cascade); made at
+    # enrolment, never saved: a loaded template is scored by the model alone
+    screen: np.ndarray | None = field(default=None, compare=False, repr=False)
+    screen_fingerprint: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         """However it was built (file, gallery, code), a template holds 1-256 finite, non-zero
         vectors: NaN or infinity is a ReferenceError here, never a score."""
-        object.__setattr__(self, "embeddings", check_embeddings(
-            self.embeddings, None, f"template {str(self.name)[:64]!r}"))
+        what = f"template {str(self.name)[:64]!r}"
+        object.__setattr__(self, "embeddings", check_embeddings(self.embeddings, None, what))
+        if self.screen is not None:
+            object.__setattr__(self, "screen", check_embeddings(self.screen, None, what))
 
     @cached_property
     def mean(self) -> np.ndarray:
         """Computed once: the verifier scores every frame against it."""
         return self.embeddings.mean(axis=0)
+
+    @cached_property
+    def screen_mean(self) -> np.ndarray | None:
+        return None if self.screen is None else self.screen.mean(axis=0)
 
     def tag_parts(self) -> tuple[bytes, ...]:
         """What the HMAC covers: format, name, model, shape, exact float32 values, photos."""

@@ -1,17 +1,21 @@
-"""YuNet face detector (OpenCV's FaceDetectorYN) returning boxes, 5 landmarks and scores."""
+"""YuNet face detector returning boxes, 5 landmarks and scores: run by onnxruntime
+(runtime.vision.yunet) when the file records it, else by OpenCV's FaceDetectorYN."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from siamese.runtime.errors import ModelError
+from siamese.runtime.vision.yunet import OnnxYuNet, onnx_session, runs_any_size
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 YUNET_PATH = MODELS_DIR / "face_detection_yunet_2023mar.onnx"
 MIN_SIDE = 16  # pixels: no alignable face fits in a narrower image
+DETECTOR_ENGINES = ("onnxruntime", "opencv")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class DetectorConfig:
     nms_threshold: float = 0.3
     top_k: int = 50
     max_side: int | None = None  # detect on a copy downscaled to this longest side (speed)
+    engine: str | None = None  # None: the one the file records (`siamese.engine`), else opencv
+    threads: int = 1  # onnxruntime's threads (OpenCV's are the process's)
 
 
 class FaceDetector:
@@ -57,6 +63,19 @@ class FaceDetector:
         self.config = config or DetectorConfig()
         if not self.model_path.is_file():
             raise ModelError(f"face detector model not found: {self.model_path}")
+        session = onnx_session(self.model_path, self.config.threads)
+        self.engine = self.config.engine or _recorded_engine(session)
+        if self.engine not in DETECTOR_ENGINES:
+            raise ModelError(f"unknown detector engine {self.engine!r}; choose from "
+                             f"{', '.join(DETECTOR_ENGINES)}")
+        self._yunet: OnnxYuNet | None = None
+        if self.engine == "onnxruntime":
+            if session is None or not runs_any_size(session):
+                raise ModelError(f"onnxruntime cannot run face detector {self.model_path} on "
+                                 f"any frame size: run it with engine \"opencv\"")
+            self._yunet = OnnxYuNet(session, self.config.score_threshold,
+                                    self.config.nms_threshold, self.config.top_k)
+            return
         try:
             self._net = _create_quietly(self.model_path, self.config)
         except cv2.error as exc:
@@ -80,10 +99,7 @@ class FaceDetector:
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         if min(height, width) < MIN_SIDE:
             return []
-        if (width, height) != self._input_size:
-            self._net.setInputSize((width, height))
-            self._input_size = (width, height)
-        _, rows = self._net.detect(image)
+        rows = self._rows(image)
         if rows is None:
             return []
         rows = rows[np.isfinite(rows).all(axis=1) & (rows[:, 2] > 0) & (rows[:, 3] > 0)]
@@ -94,6 +110,30 @@ class FaceDetector:
             for row in rows
         ]
         return sorted(faces, key=lambda face: face.score, reverse=True)
+
+
+    def _rows(self, image: np.ndarray) -> np.ndarray | None:
+        """The engine's raw (N, 15) detections of a BGR image."""
+        if self._yunet is not None:
+            return self._yunet.detect(image)
+        height, width = image.shape[:2]
+        if (width, height) != self._input_size:
+            self._net.setInputSize((width, height))
+            self._input_size = (width, height)
+        return self._net.detect(image)[1]
+
+
+def _recorded_engine(session) -> str:
+    """The engine the file's metadata records (measured fastest: docs/EXPORT.md), else opencv
+    (files from elsewhere, which onnxruntime may not load)."""
+    if session is None:
+        return "opencv"
+    recorded = session.get_modelmeta().custom_metadata_map.get("siamese.engine")
+    try:
+        return json.loads(recorded) if recorded else "opencv"
+    except ValueError:
+        raise ModelError(f"face detector metadata siamese.engine is not JSON: "
+                         f"{recorded[:40]!r}") from None
 
 
 def _create_quietly(model_path: Path, config: DetectorConfig) -> cv2.FaceDetectorYN:
