@@ -21,6 +21,7 @@ class CompareResult(BaseModel):
     score: float
     same_person: bool
     threshold: float
+    screened: bool = False  # the cascade's edge screen decided: its score, its band's edge
 
 
 class Candidate(BaseModel):

@@ -31,7 +31,7 @@ async def compare(a: Annotated[UploadFile, File()], b: Annotated[UploadFile, Fil
     await state.record(key.name, "compare", score=result.score,
                  decision="same" if result.same_person else "different")
     return CompareResult(score=round(result.score, 4), same_person=result.same_person,
-                         threshold=result.threshold)
+                         threshold=result.threshold, screened=result.screened)
 
 
 @router.post("/identify", response_model=IdentifyResult)
