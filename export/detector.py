@@ -21,6 +21,9 @@ from siamese.export.onnx_export import third_party_quiet
 from siamese.runtime.vision.detector import box_iou
 from siamese.runtime.vision.imageio import read_image
 
+CALIBRATION_SIDE = 640  # YuNet's trained input size, for files whose sides are symbolic
+ENGINE_KEY = "siamese.engine"
+
 
 @dataclass(frozen=True)
 class DetectorGate:
@@ -104,7 +107,9 @@ class _TiledFrames:
 def quantise_detector(source: Path, out: Path, photos: Iterable[Path],
                       per_channel: bool = False) -> Path:
     """Static QDQ INT8 of a YuNet ONNX file (U8S8; per-tensor weights by default, the variant
-    OpenCV's DNN ran fastest here), calibrated on `photos` (BGR, any size)."""
+    OpenCV's DNN ran fastest here), calibrated on `photos` (BGR, any size) tiled into frames of
+    the file's input size (640x640 when its sides are symbolic, as the packaged file's are).
+    The result runs on OpenCV: it records no engine."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -114,11 +119,12 @@ def quantise_detector(source: Path, out: Path, photos: Iterable[Path],
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     graph_input = onnx.load(str(source)).graph.input[0]
-    size = tuple(d.dim_value for d in graph_input.type.tensor_type.shape.dim[2:])
+    size = tuple(d.dim_value or CALIBRATION_SIDE
+                 for d in graph_input.type.tensor_type.shape.dim[2:])
     photos = list(photos)
-    if len(photos) < 4 or not all(size):
-        raise ValueError("need at least 4 calibration photos and a detector with a fixed "
-                         "input size")
+    if len(photos) < 4 or len(size) != 2:
+        raise ValueError("need at least 4 calibration photos and a detector with an NCHW "
+                         "image input")
     with tempfile.TemporaryDirectory() as tmp, third_party_quiet():
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
@@ -127,4 +133,9 @@ def quantise_detector(source: Path, out: Path, photos: Iterable[Path],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"WeightSymmetric": True})
+    quantised = onnx.load(str(out))
+    kept = [p for p in quantised.metadata_props if p.key != ENGINE_KEY]
+    del quantised.metadata_props[:]
+    quantised.metadata_props.extend(kept)
+    onnx.save(quantised, str(out))
     return out

@@ -326,6 +326,7 @@ def test_quantised_detector_still_finds_the_fixture_faces(tmp_path):
     graph = onnx.load(str(out)).graph
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
     detector = FaceDetector(out)
+    assert detector.engine == "opencv"  # the packaged file's engine record is not carried over
     assert all(detector.detect(read_image(p)) for p in photos[8:14])
     with pytest.raises(ValueError, match="4 calibration photos"):
         quantise_detector(YUNET_PATH, tmp_path / "x.onnx", photos[:2])
