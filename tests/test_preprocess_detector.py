@@ -111,6 +111,9 @@ def test_the_packaged_detector_runs_on_onnxruntime_and_finds_what_opencv_finds()
                     for d in (recorded, opencv))
     assert len(ours) == len(theirs) == 1
     np.testing.assert_allclose(ours[0], theirs[0], atol=1e-2)
+    with_alpha = np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])  # BGRA
+    assert [f.score for f in recorded.detect(with_alpha)] == [f.score for f in
+                                                               recorded.detect(frame)]
 
 
 def test_a_detector_engine_that_cannot_run_the_file_is_one_clear_error(tmp_path):

@@ -90,6 +90,8 @@ class FaceDetector:
         """
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        elif image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         height, width = image.shape[:2]
         scale = 1.0
         limit = self.config.max_side
