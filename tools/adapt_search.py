@@ -12,6 +12,7 @@ validation people. One JSON line per recipe is appended to --results.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, fields, replace
@@ -21,7 +22,8 @@ import click
 import torch
 from siamese.export.adapt import _codes, _folder_crops, _general_check, _view1
 from siamese.train import metrics
-from siamese.train.adapt import AdaptConfig, adapt_model, split_site
+from siamese.train.adapt import AdaptConfig, adapt_model, blend_weights, split_site, start_model
+from siamese.train.adapt_gate import cross_validated_rates
 from siamese.train.calibration import embedding_calibration
 from siamese.train.embedding import crop_embedder
 from siamese.train.packaged import load_onnx
@@ -50,12 +52,14 @@ def evaluate(embed, site, test, lfw) -> dict:
     genuine, impostor = metrics.all_pair_scores(val_vectors, site.check_labels, "cosine")
     calibration = embedding_calibration(val_vectors, site.check_labels, "cosine", 1e-3,
                                         require_evidence=False)
+    cv_tar, cv_far = cross_validated_rates(val_vectors, site.check_labels, 1e-3)
     test_genuine, test_impostor = _scores(embed, *test)
     tar, far = metrics.rates(test_genuine, test_impostor, calibration.far_threshold)
     return {
         "val_tar_1e-3": metrics.tar_at_far(genuine, impostor, 1e-3),
         "val_tar_1e-2": metrics.tar_at_far(genuine, impostor, 1e-2),
         "val_auc": metrics.roc_auc(genuine, impostor),
+        "val_cv_tar": cv_tar, "val_cv_far": cv_far,
         "lfw_view1": _view1(embed, *lfw),
         "threshold": calibration.far_threshold,
         "test_tar": tar, "test_far": far,
@@ -70,9 +74,11 @@ def evaluate(embed, site, test, lfw) -> dict:
 @click.option("--lfw-root", type=click.Path(exists=True, path_type=Path), required=True)
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--results", type=click.Path(path_type=Path), required=True)
+@click.option("--blends", default="1", show_default=True,
+              help="Comma-separated blends, each scored (train/adapt.py blend_weights).")
 @click.option("--run", "runs", multiple=True, required=True,
               help="NAME:key=value,... (AdaptConfig fields); steps=0 is the packaged model.")
-def main(adapt_dir, test_dir, lfw_root, cache_dir, results, runs):
+def main(adapt_dir, test_dir, lfw_root, cache_dir, results, blends, runs):
     torch.set_num_threads(1)
     crops, names = _folder_crops(adapt_dir, cache_dir)
     test_crops, test_names = _folder_crops(test_dir, cache_dir)
@@ -85,13 +91,19 @@ def main(adapt_dir, test_dir, lfw_root, cache_dir, results, runs):
         rebuilt = (adapt_model(site, replay, config, replay_labels) if config.steps
                    else load_onnx("edge"))
         seconds = time.perf_counter() - started
-        embed = crop_embedder(rebuilt.model, rebuilt.info.preprocess, "cpu")
-        row = {"name": name, "config": asdict(config), "seconds": seconds,
-               **evaluate(embed, site, test, (lfw_crops, lfw_pairs))}
-        with results.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        click.echo(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in row.items() if k != "config"))
+        adapted = copy.deepcopy(rebuilt.model)
+        start = start_model(replay).model
+        for alpha in map(float, blends.split(",")) if config.steps else [1.0]:
+            rebuilt.model.load_state_dict(adapted.state_dict())
+            blend_weights(rebuilt.model, start, alpha)
+            embed = crop_embedder(rebuilt.model, rebuilt.info.preprocess, "cpu")
+            row = {"name": name if alpha == 1.0 else f"{name}-b{alpha:g}",
+                   "config": asdict(replace(config, blend=alpha)), "seconds": seconds,
+                   **evaluate(embed, site, test, (lfw_crops, lfw_pairs))}
+            with results.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            click.echo(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in row.items() if k != "config"))
 
 
 if __name__ == "__main__":

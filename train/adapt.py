@@ -47,6 +47,7 @@ class AdaptConfig:
     distill_weight: float = 1.0  # replay views kept near the teacher's embedding
     replay_triplet: float = 0.0  # batch-hard on the replay's people (degraded views)
     anchor_weight: float = 0.0  # site crops kept near the packaged model's embedding of them
+    blend: float = 1.0  # final weights packaged + blend * (adapted - packaged)
     batch_norm: str = "frozen"  # frozen: eval-mode statistics; site: AdaBN then train mode
     held_out_fraction: float = 0.4  # of the labelled site's people, for the gate
     target_far: float = 1e-3
@@ -119,10 +120,8 @@ def adapt_model(site: SiteFaces, replay: np.ndarray, config: AdaptConfig,
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    rebuilt = load_onnx("edge")
+    rebuilt = start_model(replay if len(replay) else site.adapt)
     student = rebuilt.embedding_model
-    general = replay if len(replay) else site.adapt
-    set_statistics(student, _student_input(_views(general), rebuilt))  # source statistics
     packaged = copy.deepcopy(rebuilt.model).eval()
     if config.batch_norm == "site":
         _adabn(student, _student_input(_views(site.adapt), rebuilt))
@@ -183,7 +182,29 @@ def adapt_model(site: SiteFaces, replay: np.ndarray, config: AdaptConfig,
             progress(step + 1, float(loss.detach()))
     student.eval()
     rebuilt.model.eval()
+    blend_weights(rebuilt.model, packaged, config.blend)
     return rebuilt
+
+
+def start_model(general: np.ndarray) -> RebuiltModel:
+    """The packaged edge model with real batch-norm statistics of `general` crops (the same
+    function as the packaged file)."""
+    rebuilt = load_onnx("edge")
+    set_statistics(rebuilt.embedding_model, _student_input(_views(general), rebuilt))
+    return rebuilt
+
+
+@torch.no_grad()
+def blend_weights(model: torch.nn.Module, start: torch.nn.Module, alpha: float) -> None:
+    """`model`'s weights moved back towards `start`'s: start + alpha * (model - start), as in
+    WiSE-FT (arXiv 2109.01903), which keeps much of fine-tuning's gain on the new data and of
+    the starting point's accuracy elsewhere."""
+    if alpha == 1.0:
+        return
+    reference = start.state_dict()
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            value.copy_(reference[name] + alpha * (value - reference[name]))
 
 
 @torch.no_grad()
