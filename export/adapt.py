@@ -174,7 +174,8 @@ def run_adapt(images: Path, out: Path, config, check: Path | None = None,
               envvar="SIAMESE_LFW_ROOT",
               help="LFW tree: its View 1 training people are replayed and its View 1 test "
                    "pairs checked [default: the packaged LFW sample].")
-@click.option("--steps", type=click.IntRange(0), default=60, show_default=True)
+@click.option("--steps", type=click.IntRange(0), default=None,
+              help="Training steps [default: the recipe's, train/adapt.py AdaptConfig].")
 @click.option("--margin", type=float, default=0.02, show_default=True,
               help="TAR points by which the adapted model must beat the packaged one.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
@@ -188,7 +189,9 @@ def adapt_main(images, model, out, check, lfw_root, steps, margin, cache_dir, se
 
     setup_logging(verbose)
     torch.set_num_threads(1)
-    config = AdaptConfig(steps=steps, seed=seed, tar_margin=margin)
+    config = AdaptConfig(seed=seed, tar_margin=margin)
+    if steps is not None:
+        config = replace(config, steps=steps)
     report = run_adapt(images, out, config, check, lfw_root, cache_dir)
     gate = report["gate"]
     if not gate["passed"]:

@@ -36,17 +36,19 @@ GEOMETRY = AugmentConfig(brightness=0.0, contrast=0.0, blur_prob=0.0, grey_prob=
 
 @dataclass(frozen=True)
 class AdaptConfig:
+    """The recipe (defaults chosen by tools/adapt_search.py, docs/OWN_FACES.md) and the gate."""
+
     teacher: str = "edge"  # edge: clean general faces, degraded student views; sface: SFace
-    steps: int = 60
-    batch_size: int = 32
+    steps: int = 400
+    batch_size: int = 64
     replay_fraction: float = 0.5  # of each batch, general faces (against forgetting)
-    lr: float = 1e-4
-    freeze: int = 3  # frozen modules: the stem and the first `freeze - 1` residual blocks
-    triplet_weight: float = 0.5  # with labelled site folders
-    replay_degrade: float = 1.0  # of the replay views (teacher edge), degraded as at a door
+    lr: float = 3e-5
+    freeze: int = 1  # frozen modules: the stem and the first `freeze - 1` residual blocks
+    triplet_weight: float = 0.5  # batch-hard on the site's people, when labelled
+    replay_degrade: float = 0.5  # of the replay views (teacher edge), degraded as at a door
     distill_weight: float = 1.0  # replay views kept near the teacher's embedding
-    replay_triplet: float = 0.0  # batch-hard on the replay's people (degraded views)
-    anchor_weight: float = 0.0  # site crops kept near the packaged model's embedding of them
+    replay_triplet: float = 1.0  # batch-hard on the replay's people
+    anchor_weight: float = 1.0  # site crops kept near the packaged model's embedding of them
     blend: float = 1.0  # final weights packaged + blend * (adapted - packaged)
     batch_norm: str = "frozen"  # frozen: eval-mode statistics; site: AdaBN then train mode
     held_out_fraction: float = 0.4  # of the labelled site's people, for the gate
