@@ -154,3 +154,24 @@ def test_gate_rates_are_counted_on_people_the_threshold_was_not_calibrated_on():
                    len(impostor)]
     assert (tar, far) == pytest.approx((counts[0] / counts[1], counts[2] / counts[3]))
     assert 0 < tar < 1
+
+
+def test_door_degradation_is_seeded_and_keeps_the_crop_shape(mini_crops):
+    from siamese.train.degrade import degrade_batch
+
+    crops = mini_crops[:4]
+    first = degrade_batch(crops, np.random.default_rng(0))
+    assert first.shape == crops.shape and first.dtype == np.uint8
+    assert np.array_equal(first, degrade_batch(crops, np.random.default_rng(0)))
+    assert not np.array_equal(first, degrade_batch(crops, np.random.default_rng(1)))
+    assert np.abs(first.astype(int) - crops).mean() > 10
+
+
+def test_blend_moves_weights_back_towards_the_start():
+    from siamese.train.adapt import blend_weights
+
+    start, model = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    adapted = model.weight.detach().clone()
+    blend_weights(model, start, 0.25)
+    expected = start.weight + 0.25 * (adapted - start.weight)
+    assert torch.allclose(model.weight, expected)

@@ -1,12 +1,15 @@
-"""Adapt the packaged edge model to a site (`siamese-adapt`), and the gate that never ships a
-worse model.
+"""Adapt the packaged edge model to a site (`siamese-adapt`); the gate is train/adapt_gate.py.
 
-Recipe: the student is the packaged edge model rebuilt in PyTorch (train/packaged.py). Its batch
-norms get the statistics of general faces (the replay set) and then of the site (AdaBN); then a
-few steps of distillation, the packaged SFace (train/onnx_teacher.py) describing each augmented
-view of a site crop and of a replay crop, with the stem and first stages frozen. Labels are not
-needed; when the folder is <person>/<images>, some people are held out for the gate and a
-batch-hard triplet loss on the others may add to the distillation.
+Default recipe (chosen on held-out adaptation people by tools/adapt_search.py; the table is in
+docs/OWN_FACES.md): the student is the packaged edge model rebuilt in PyTorch
+(train/packaged.py), batch norms frozen at general-face statistics, stem frozen. Each step
+mixes (1) replay: LFW View 1 training people, half of the views degraded as a door camera in bad
+light (train/degrade.py), pulled to the packaged model's embedding of the clean face (a clean
+teacher for a degraded student) and separated by person with a batch-hard triplet loss; and
+(2) site crops: a batch-hard triplet loss on the site's people when the folder is
+<person>/<images>, and an anchor to the packaged model's embedding of each crop. No names are
+needed (then only the replay and the anchor train). The packaged SFace as the teacher of site
+crops (`teacher="sface"`) and AdaBN (`batch_norm="site"`) were measured and lost.
 """
 
 from __future__ import annotations
