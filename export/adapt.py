@@ -180,12 +180,16 @@ def run_adapt(images: Path, out: Path, config, check: Path | None = None,
                    "pairs checked [default: the packaged LFW sample].")
 @click.option("--steps", type=click.IntRange(0), default=None,
               help="Training steps [default: the recipe's, train/adapt.py AdaptConfig].")
+@click.option("--far", "target_far", type=click.FloatRange(1e-6, 0.5), default=1e-3,
+              show_default=True, help="Design false accept rate: the shipped threshold's, and "
+              "the gate's (at most 2x on the check people).")
 @click.option("--margin", type=float, default=0.02, show_default=True,
               help="TAR points by which the adapted model must beat the packaged one.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
-def adapt_main(images, model, out, check, lfw_root, steps, margin, cache_dir, seed, verbose):
+def adapt_main(images, model, out, check, lfw_root, steps, target_far, margin, cache_dir, seed,
+               verbose):
     """Adapt the packaged edge model to a site's light and camera; ship it only when it beats
     the packaged model on held-out site people (exit 0), else exit 1."""
     import torch
@@ -193,7 +197,7 @@ def adapt_main(images, model, out, check, lfw_root, steps, margin, cache_dir, se
 
     setup_logging(verbose)
     torch.set_num_threads(1)
-    config = AdaptConfig(seed=seed, tar_margin=margin)
+    config = AdaptConfig(seed=seed, tar_margin=margin, target_far=target_far)
     if steps is not None:
         config = replace(config, steps=steps)
     report = run_adapt(images, out, config, check, lfw_root, cache_dir)
