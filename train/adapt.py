@@ -94,9 +94,9 @@ def _batch_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 
     return F.relu(hardest_positive - hardest_negative + margin).mean()
 
 
-def _site_batch(count: int, labels: np.ndarray, rng: np.random.Generator,
-                per_person: int = 4) -> np.ndarray:
-    """Labelled site crop indices: P people x K images (so batch-hard has positives)."""
+def _people_batch(count: int, labels: np.ndarray, rng: np.random.Generator,
+                  per_person: int = 4) -> np.ndarray:
+    """Indices of labelled crops, P people x K images (so batch-hard has positives)."""
     people = np.unique(labels)
     chosen = rng.choice(people, size=min(len(people), max(2, count // per_person)), replace=False)
     index = [rng.choice(np.flatnonzero(labels == p), size=per_person) for p in chosen]
@@ -150,7 +150,7 @@ def adapt_model(site: SiteFaces, replay: np.ndarray, config: AdaptConfig,
     for step in range(config.steps):
         loss = torch.zeros(())
         if n_replay:
-            index = (_site_batch(n_replay, replay_labels, rng)
+            index = (_people_batch(n_replay, replay_labels, rng)
                      if replay_labels is not None and config.replay_triplet
                      else rng.integers(len(replay), size=n_replay))
             if sface is None:
@@ -168,7 +168,7 @@ def adapt_model(site: SiteFaces, replay: np.ndarray, config: AdaptConfig,
             if replay_labels is not None and config.replay_triplet:
                 loss = loss + config.replay_triplet * _batch_hard(
                     embedding, torch.from_numpy(replay_labels[index]))
-        index = _site_batch(n_site, labels, rng) if labels is not None else \
+        index = _people_batch(n_site, labels, rng) if labels is not None else \
             rng.integers(len(site.adapt), size=n_site)
         views = augment(_views(site.adapt[index]),
                         SITE_AUGMENT if sface is not None else GEOMETRY, generator)
