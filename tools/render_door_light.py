@@ -6,6 +6,8 @@ light with sensor noise, IR-like grey, horizontal motion blur, heavy JPEG compre
 
     python tools/render_door_light.py ../shared/data/att_faces /work/data/door/att
     -> /work/data/door/att/{adapt,test}/<person>/<image>.jpg
+    python tools/render_door_light.py ../shared/data/lfw/lfw-deepfunneled /work/data/door/lfw \
+        --people ../shared/data/lfw/peopleDevTest.txt --min-images 6 --max-images 20
 """
 
 from __future__ import annotations
@@ -44,12 +46,23 @@ def render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 @click.option("--test-fraction", type=float, default=0.5, show_default=True)
 @click.option("--max-people", type=int, default=None, help="Only the first N people (sorted).")
 @click.option("--min-images", type=int, default=2, show_default=True)
+@click.option("--max-images", type=int, default=None, help="At most N images of a person.")
+@click.option("--people", "people_file", type=click.Path(exists=True, path_type=Path),
+              help="Only these people (an LFW people file: name and count per line).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def main(source, out, test_fraction, max_people, min_images, seed):
+def main(source, out, test_fraction, max_people, min_images, max_images, people_file, seed):
     images = read_folder(source)
+    if people_file is not None:
+        listed = {line.split()[0] for line in people_file.read_text().splitlines()
+                  if len(line.split()) == 2}
+        images = [image for image in images if image.identity in listed]
     counts: dict[str, int] = {}
+    kept = []
     for image in images:
         counts[image.identity] = counts.get(image.identity, 0) + 1
+        if max_images is None or counts[image.identity] <= max_images:
+            kept.append(image)
+    images = kept
     people = sorted(name for name, n in counts.items() if n >= min_images)[:max_people]
     adapt, test = split_people(people, test_fraction, seed)
     rng = np.random.default_rng(seed)

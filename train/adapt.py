@@ -1,18 +1,22 @@
-"""Adapt the packaged edge model to a site (`siamese-adapt`), and the gate that never ships a
-worse model.
+"""Adapt the packaged edge model to a site (`siamese-adapt`); the gate is train/adapt_gate.py.
 
-Recipe: the student is the packaged edge model rebuilt in PyTorch (train/packaged.py). Its batch
-norms get the statistics of general faces (the replay set) and then of the site (AdaBN); then a
-few steps of distillation, the packaged SFace (train/onnx_teacher.py) describing each augmented
-view of a site crop and of a replay crop, with the stem and first stages frozen. Labels are not
-needed; when the folder is <person>/<images>, some people are held out for the gate and a
-batch-hard triplet loss on the others may add to the distillation.
+Default recipe (chosen on held-out adaptation people by tools/adapt_search.py; the table is in
+docs/OWN_FACES.md): the student is the packaged edge model rebuilt in PyTorch
+(train/packaged.py), batch norms frozen at general-face statistics, stem frozen. Each step
+mixes (1) replay: LFW View 1 training people, half of the views degraded as a door camera in bad
+light (train/degrade.py), pulled to the packaged model's embedding of the clean face (a clean
+teacher for a degraded student) and separated by person with a batch-hard triplet loss; and
+(2) site crops: a batch-hard triplet loss on the site's people when the folder is
+<person>/<images>, and an anchor to the packaged model's embedding of each crop. No names are
+needed (then only the replay and the anchor train). The packaged SFace as the teacher of site
+crops (`teacher="sface"`) and AdaBN (`batch_norm="site"`) were measured and lost.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,55 +24,42 @@ import torch
 import torch.nn.functional as F
 from siamese.runtime import model_zoo
 from siamese.runtime.errors import DatasetError
-from siamese.train import metrics
 from siamese.train.augment import AugmentConfig, augment
-from siamese.train.calibration import Calibration, embedding_calibration
 from siamese.train.data import normalize
+from siamese.train.degrade import degrade_batch
 from siamese.train.packaged import RebuiltModel, load_onnx, set_statistics
 
 log = logging.getLogger(__name__)
 
 # stronger light and blur than training's defaults: a site's camera differs mostly there
 SITE_AUGMENT = AugmentConfig(brightness=0.35, contrast=0.45, blur_prob=0.4, grey_prob=0.5)
+# geometry only: the light is in the degradation (general faces) or already in the site's crops
+GEOMETRY = AugmentConfig(brightness=0.0, contrast=0.0, blur_prob=0.0, grey_prob=0.0)
 
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    steps: int = 60
-    batch_size: int = 32
+    """The recipe (defaults chosen by tools/adapt_search.py, docs/OWN_FACES.md) and the gate."""
+
+    teacher: str = "edge"  # edge: clean general faces, degraded student views; sface: SFace
+    steps: int = 400
+    batch_size: int = 64
     replay_fraction: float = 0.5  # of each batch, general faces (against forgetting)
-    lr: float = 3e-4
-    freeze: int = 3  # frozen modules: the stem and the first `freeze - 1` residual blocks
-    triplet_weight: float = 0.5  # with labelled site folders
+    lr: float = 3e-5
+    freeze: int = 1  # frozen modules: the stem and the first `freeze - 1` residual blocks
+    triplet_weight: float = 0.5  # batch-hard on the site's people, when labelled
+    replay_degrade: float = 0.5  # of the replay views (teacher edge), degraded as at a door
+    distill_weight: float = 1.0  # replay views kept near the teacher's embedding
+    replay_triplet: float = 1.0  # batch-hard on the replay's people
+    anchor_weight: float = 1.0  # site crops kept near the packaged model's embedding of them
+    blend: float = 1.0  # final weights packaged + blend * (adapted - packaged)
+    batch_norm: str = "frozen"  # frozen: eval-mode statistics; site: AdaBN then train mode
     held_out_fraction: float = 0.4  # of the labelled site's people, for the gate
     target_far: float = 1e-3
     tar_margin: float = 0.02  # the adapted TAR must beat the packaged one by this
+    max_far_ratio: float = 2.0  # its cross-validated FAR at most this times target_far
     max_lfw_drop: float = 0.005
     seed: int = 0
-
-
-@dataclass
-class ModelFigures:
-    """One model on the held-out site people (and the general check)."""
-
-    tar_at_far: float
-    far_at_threshold: float
-    threshold: float
-    auc: float
-    general_accuracy: float | None
-    roc: dict = field(default_factory=dict)
-
-
-@dataclass
-class GateResult:
-    packaged: ModelFigures
-    adapted: ModelFigures
-    passed: bool
-    reasons: list[str]
-
-    def to_dict(self) -> dict:
-        return {"packaged": asdict(self.packaged), "adapted": asdict(self.adapted),
-                "passed": self.passed, "reasons": self.reasons}
 
 
 @dataclass
@@ -103,42 +94,92 @@ def _batch_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 
     return F.relu(hardest_positive - hardest_negative + margin).mean()
 
 
+def _people_batch(count: int, labels: np.ndarray, rng: np.random.Generator,
+                  per_person: int = 4) -> np.ndarray:
+    """Indices of labelled crops, P people x K images (so batch-hard has positives)."""
+    people = np.unique(labels)
+    chosen = rng.choice(people, size=min(len(people), max(2, count // per_person)), replace=False)
+    index = [rng.choice(np.flatnonzero(labels == p), size=per_person) for p in chosen]
+    return np.concatenate(index)
+
+
+def _distance(embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (1 - (embedding * target).sum(1)).mean()
+
+
+@torch.no_grad()
+def _packaged_targets(model: torch.nn.Module, crops: np.ndarray, rebuilt: RebuiltModel,
+                      batch_size: int = 128) -> torch.Tensor:
+    """The packaged (flip-averaged) model's embeddings of clean crops: fixed targets."""
+    model.eval()
+    return torch.cat([model(_student_input(_views(crops[i:i + batch_size]), rebuilt))
+                      for i in range(0, len(crops), batch_size)])
+
+
 def adapt_model(site: SiteFaces, replay: np.ndarray, config: AdaptConfig,
-                teacher_path: Path | None = None, progress=None) -> RebuiltModel:
+                replay_labels: np.ndarray | None = None, teacher_path: Path | None = None,
+                progress=None) -> RebuiltModel:
     """The packaged edge model adapted to `site.adapt` crops (see the module doc)."""
     from siamese.train.onnx_teacher import OnnxTeacher
 
     torch.manual_seed(config.seed)
-    rebuilt = load_onnx("edge")
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    rebuilt = start_model(replay if len(replay) else site.adapt)
     student = rebuilt.embedding_model
-    teacher = OnnxTeacher(teacher_path or model_zoo.PACKAGED["sface"].path)
-    site_views, replay_views = _views(site.adapt), _views(replay)
-    general = replay_views if len(replay_views) else site_views
-    set_statistics(student, _student_input(general, rebuilt))  # source statistics
-    _adabn(student, _student_input(site_views, rebuilt))  # then the site's
+    packaged = copy.deepcopy(rebuilt.model).eval()
+    if config.batch_norm == "site":
+        _adabn(student, _student_input(_views(site.adapt), rebuilt))
+    sface = (OnnxTeacher(teacher_path or model_zoo.PACKAGED["sface"].path)
+             if config.teacher == "sface" else None)
+    replay_targets = (_packaged_targets(packaged, replay, rebuilt)
+                      if config.teacher == "edge" and len(replay) else None)
+    site_targets = (_packaged_targets(packaged, site.adapt, rebuilt)
+                    if config.anchor_weight else None)
     modules = [student.backbone.stem, *student.backbone.stages]
     for module in modules[:config.freeze]:
         module.requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad],
+                                 lr=config.lr)
     n_replay = round(config.batch_size * config.replay_fraction) if len(replay) else 0
     n_site = config.batch_size - n_replay
-    labels = (torch.from_numpy(site.adapt_labels) if site.adapt_labels is not None else None)
-    student.train()
+    labels = site.adapt_labels
+    student.train(config.batch_norm != "frozen")
     for module in modules[:config.freeze]:
-        module.eval()  # frozen: their statistics stay the site's
+        module.eval()
     for step in range(config.steps):
-        site_index = torch.randint(len(site_views), (n_site,), generator=generator)
-        replay_index = torch.randint(max(1, len(replay_views)), (n_replay,), generator=generator)
-        views = torch.cat([site_views[site_index], replay_views[replay_index]])
-        views = augment(views, SITE_AUGMENT, generator)
-        target = teacher(views)
+        loss = torch.zeros(())
+        if n_replay:
+            index = (_people_batch(n_replay, replay_labels, rng)
+                     if replay_labels is not None and config.replay_triplet
+                     else rng.integers(len(replay), size=n_replay))
+            if sface is None:
+                crops = replay[index].copy()
+                dark = rng.random(n_replay) < config.replay_degrade
+                if dark.any():
+                    crops[dark] = degrade_batch(crops[dark], rng)
+                views = augment(_views(crops), GEOMETRY, generator)
+                target = replay_targets[index]
+            else:
+                views = augment(_views(replay[index]), SITE_AUGMENT, generator)
+                target = sface(views)
+            embedding = student(_student_input(views, rebuilt))
+            loss = loss + config.distill_weight * _distance(embedding, target)
+            if replay_labels is not None and config.replay_triplet:
+                loss = loss + config.replay_triplet * _batch_hard(
+                    embedding, torch.from_numpy(replay_labels[index]))
+        index = _people_batch(n_site, labels, rng) if labels is not None else \
+            rng.integers(len(site.adapt), size=n_site)
+        views = augment(_views(site.adapt[index]),
+                        SITE_AUGMENT if sface is not None else GEOMETRY, generator)
         embedding = student(_student_input(views, rebuilt))
-        loss = (1 - (embedding * target).sum(1)).mean()
+        if sface is not None:
+            loss = loss + _distance(embedding, sface(views))
+        if site_targets is not None:
+            loss = loss + config.anchor_weight * _distance(embedding, site_targets[index])
         if labels is not None and config.triplet_weight:
-            loss = loss + config.triplet_weight * _batch_hard(embedding[:n_site],
-                                                              labels[site_index])
+            loss = loss + config.triplet_weight * _batch_hard(
+                embedding, torch.from_numpy(labels[index]))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -146,7 +187,29 @@ def adapt_model(site: SiteFaces, replay: np.ndarray, config: AdaptConfig,
             progress(step + 1, float(loss.detach()))
     student.eval()
     rebuilt.model.eval()
+    blend_weights(rebuilt.model, packaged, config.blend)
     return rebuilt
+
+
+def start_model(general: np.ndarray) -> RebuiltModel:
+    """The packaged edge model with real batch-norm statistics of `general` crops (the same
+    function as the packaged file)."""
+    rebuilt = load_onnx("edge")
+    set_statistics(rebuilt.embedding_model, _student_input(_views(general), rebuilt))
+    return rebuilt
+
+
+@torch.no_grad()
+def blend_weights(model: torch.nn.Module, start: torch.nn.Module, alpha: float) -> None:
+    """`model`'s weights moved back towards `start`'s: start + alpha * (model - start), as in
+    WiSE-FT (arXiv 2109.01903), which keeps much of fine-tuning's gain on the new data and of
+    the starting point's accuracy elsewhere."""
+    if alpha == 1.0:
+        return
+    reference = start.state_dict()
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            value.copy_(reference[name] + alpha * (value - reference[name]))
 
 
 @torch.no_grad()
@@ -165,40 +228,6 @@ def _adabn(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int = 64) -
     model.eval()
 
 
-def figures(embed, crops: np.ndarray, labels: np.ndarray, target_far: float,
-            general: float | None) -> tuple[ModelFigures, Calibration]:
-    """TAR at the target FAR, FAR at the threshold chosen by the security rule, ROC."""
-    vectors = embed(crops)
-    calibration = embedding_calibration(vectors, labels, "cosine", target_far,
-                                        require_evidence=False)
-    genuine, impostor = metrics.all_pair_scores(vectors, labels, "cosine")
-    far, tar = metrics.roc_curve(genuine, impostor)
-    keep = np.unique(np.linspace(0, len(far) - 1, min(len(far), 200)).astype(int))
-    return ModelFigures(
-        tar_at_far=float(metrics.tar_at_far(genuine, impostor, target_far)),
-        far_at_threshold=float(calibration.val_far_at_threshold),
-        threshold=float(calibration.far_threshold), auc=float(metrics.roc_auc(genuine, impostor)),
-        general_accuracy=general,
-        roc={"far": far[keep].tolist(), "tar": tar[keep].tolist()}), calibration
-
-
-def gate(packaged: ModelFigures, adapted: ModelFigures, config: AdaptConfig) -> GateResult:
-    """Ship the adapted model only when it is measurably better and no less safe."""
-    reasons = []
-    if adapted.tar_at_far < packaged.tar_at_far + config.tar_margin:
-        reasons.append(f"TAR at FAR {config.target_far:g} on the held-out site people "
-                       f"{adapted.tar_at_far:.3f} does not beat the packaged model's "
-                       f"{packaged.tar_at_far:.3f} by {config.tar_margin:g}")
-    if adapted.far_at_threshold > config.target_far:
-        reasons.append(f"FAR at its threshold {adapted.far_at_threshold:.4f} exceeds the design "
-                       f"{config.target_far:g}")
-    if packaged.general_accuracy is not None and adapted.general_accuracy is not None \
-            and adapted.general_accuracy < packaged.general_accuracy - config.max_lfw_drop:
-        reasons.append(f"general-face accuracy drops from {packaged.general_accuracy:.4f} to "
-                       f"{adapted.general_accuracy:.4f} (at most {config.max_lfw_drop:g})")
-    return GateResult(packaged, adapted, not reasons, reasons)
-
-
 def split_site(crops: np.ndarray, identities: list[str] | None, config: AdaptConfig,
                check: tuple[np.ndarray, list[str]] | None) -> SiteFaces:
     """Adaptation and check crops: a named --check folder, else held-out site people."""
@@ -214,10 +243,11 @@ def split_site(crops: np.ndarray, identities: list[str] | None, config: AdaptCon
     if identities is None:
         raise DatasetError("the folder has no names (<person>/<images>), so no site people can "
                            "be held out for the gate: name a labelled --check folder")
-    if len(set(identities)) < 4:
-        raise DatasetError(f"{len(set(identities))} people: the gate needs at least 4 named "
-                           "people (2 to adapt on, 2 held out), or a --check folder")
-    adapt_people, held = split_people(sorted(set(identities)), config.held_out_fraction,
+    people = sorted(set(identities))
+    if len(people) < 6:
+        raise DatasetError(f"{len(people)} people: the gate needs at least 6 named people (2 "
+                           "to adapt on, 4 held out), or a --check folder")
+    adapt_people, held = split_people(people, max(config.held_out_fraction, 4 / len(people)),
                                       config.seed)
     names = np.array(identities)
     mask = np.isin(names, sorted(adapt_people))
