@@ -59,9 +59,6 @@ class Screen:
     band: Band
     name: str
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        return self.embedder.embed(crops)
-
     def score(self, embedding: np.ndarray, reference: np.ndarray) -> float:
         """Cosine similarity (the packaged screens' metric)."""
         return float(np.dot(embedding, reference) / max(

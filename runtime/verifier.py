@@ -283,29 +283,22 @@ class Verifier:
                 f"{self.config.quality.min_face_px:g} px)" if detected else ""))
         return faces
 
-    def assessed_embedding(self, image: np.ndarray, source: str,
-                           face: Face | None = None) -> tuple[np.ndarray, Quality]:
-        """The embedding of `face` (default: the dominant face) and its quality (not gated:
-        the caller decides)."""
-        face = self.dominant_face(image, source) if face is None else face
+    def _single_face_crop(self, image: np.ndarray, source: str) -> np.ndarray:
+        """The dominant face's aligned crop, after the same quality gate as verification."""
+        face = self.dominant_face(image, source)
         crop = align_face(image, face.landmarks)
-        return self.embedder.embed(crop)[0], assess(face, crop, self.config.quality)
-
-    def _single_face_embedding(self, image: np.ndarray, source: str) -> np.ndarray:
-        """The dominant face's embedding, after the same quality gate as verification."""
-        embedding, quality = self.assessed_embedding(image, source)
+        quality = assess(face, crop, self.config.quality)
         if not quality.ok:
             raise ReferenceError(f"the face in {source} fails the quality gate "
                                  f"({describe_flags(quality, self.config.quality)})")
-        return embedding
+        return crop
 
-    @property
-    def _cache_key(self) -> str:
+    def _cache_key(self, embedder: Embedder) -> str:
         """The model's fingerprint, or with a non-default quality gate a digest of both: a
         cached embedding passed the gate it was made under, not necessarily this one."""
         if self.config.quality == QualityConfig():
-            return self.embedder.fingerprint
-        return sha256_bytes(f"{self.embedder.fingerprint}|{self.config.quality!r}".encode())
+            return embedder.fingerprint
+        return sha256_bytes(f"{embedder.fingerprint}|{self.config.quality!r}".encode())
 
     def reference_embedding(self, path: Path) -> tuple[np.ndarray, str]:
         """(embedding, image SHA-256) of a one-face image, cached by image bytes and model."""
@@ -316,19 +309,27 @@ class Verifier:
         """`reference_embedding` of an image held in memory (an upload): nothing is written
         but the cached embedding. `source` names it in errors."""
         digest = sha256_bytes(data)
-        cached = self.cache.get(digest, self._cache_key, self.dim)
+        return self._cached_embedding(self.embedder, data, digest, source), digest
+
+    def _cached_embedding(self, embedder: Embedder, data: bytes, digest: str,
+                          source: str) -> np.ndarray:
+        """`embedder`'s embedding of a one-face photo, cached by its bytes, the model and the
+        quality gate (the verifier's model, or the cascade's screen)."""
+        key = self._cache_key(embedder)
+        cached = self.cache.get(digest, key, embedder.info.embedding_dim)
         if cached is not None:
-            return cached, digest
-        embedding = self._single_face_embedding(decode_image(data, source), source)
+            return cached
+        embedding = embedder.embed(self._single_face_crop(decode_image(data, source), source))[0]
         try:
-            self.cache.put(digest, self._cache_key, embedding)
+            self.cache.put(digest, key, embedding)
         except StorageError as exc:  # the cache is an optimisation: enrolment goes on
             log.warning("reference cache not written: %s", exc)
-        return embedding, digest
+        return embedding
 
     def enroll(self, name: str, images: Iterable[str | Path] | str | Path) -> Template:
         """A template from one or more images (files or folders), each with exactly one face;
-        one file or folder may be given alone (`enroll("me", "photos/me")`).
+        one file or folder may be given alone (`enroll("me", "photos/me")`). With a cascade,
+        the screen's embeddings of the same photos come with it.
 
         With several images, they must look like one person (`consistency`: every pair, and
         each image against the mean of the others); otherwise ReferenceError names the image
@@ -338,32 +339,18 @@ class Verifier:
         paths = image_paths(images)
         if not paths:
             raise ReferenceError(f"no images given to enroll {name!r}")
-        template = self.template_of(name, [self.reference_embedding(p) for p in paths], paths)
+        results, screened = [], []
+        for path in paths:
+            data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image")
+            results.append(self.photo_embedding(data, str(path)))
+            if self.screen is not None:
+                screened.append(self._cached_embedding(self.screen.embedder, data,
+                                                       results[-1][1], str(path)))
+        template = self.template_of(name, results, paths)
         if self.screen is None:
             return template
-        return replace(template, screen=np.stack([self._screen_embedding(p) for p in paths]),
+        return replace(template, screen=np.stack(screened),
                        screen_fingerprint=self.screen.embedder.fingerprint)
-
-    def _screen_embedding(self, path: Path) -> np.ndarray:
-        """The cascade's screening embedding of a reference photo's face, cached like the
-        model's (the photo has passed the quality gate by now)."""
-        assert self.screen is not None
-        data = read_regular_file(path, MAX_IMAGE_BYTES, ReferenceError, "image")
-        digest = sha256_bytes(data)
-        key = sha256_bytes(f"screen|{self.screen.embedder.fingerprint}|"
-                           f"{self.config.quality!r}".encode())
-        dim = self.screen.embedder.info.embedding_dim
-        cached = self.cache.get(digest, key, dim)
-        if cached is not None:
-            return cached
-        image = decode_image(data, str(path))
-        face = self.dominant_face(image, str(path))
-        embedding = self.screen.embed(align_face(image, face.landmarks))[0]
-        try:
-            self.cache.put(digest, key, embedding)
-        except StorageError as exc:
-            log.warning("reference cache not written: %s", exc)
-        return embedding
 
     def template_of(self, name: str, results: list[tuple[np.ndarray, str]],
                     sources: list[Path]) -> Template:
@@ -398,7 +385,7 @@ class Verifier:
         (one, one_flags), (two, two_flags) = (self._compared_crop(item, strict)
                                               for item in (first, second))
         crops = np.stack([one, two])
-        screened = self.screen.embed(crops)
+        screened = self.screen.embedder.embed(crops)
         score = self.screen.score(screened[0], screened[1])
         verdict = self.screen.band.verdict(score)
         if verdict is not None:
@@ -425,14 +412,11 @@ class Verifier:
             image, source = decode_image(data, str(item)), str(item)
         else:
             image, source = as_bgr_frame(item), "the frame"
-        face, flags = (self.dominant_face(image, source), ()) if strict \
-            else self.subject_face(image, source)
+        if strict:
+            return self._single_face_crop(image, source), ()
+        face, flags = self.subject_face(image, source)
         crop = align_face(image, face.landmarks)
-        quality = assess(face, crop, self.config.quality)
-        if strict and not quality.ok:
-            raise ReferenceError(f"the face in {source} fails the quality gate "
-                                 f"({describe_flags(quality, self.config.quality)})")
-        return crop, quality.flags + flags
+        return crop, assess(face, crop, self.config.quality).flags + flags
 
     def load_reference(self, spec: str | Path) -> Template:
         """A saved template (.json), an image, or a folder of images of one person."""
@@ -475,7 +459,7 @@ class Verifier:
         screen decides outside its band when the template holds its embeddings."""
         if self.screen is not None and template.screen_mean is not None \
                 and template.screen_fingerprint == self.screen.embedder.fingerprint:
-            score = self.screen.score(self.screen.embed(crop)[0], template.screen_mean)
+            score = self.screen.score(self.screen.embedder.embed(crop)[0], template.screen_mean)
             verdict = self.screen.band.verdict(score)
             if verdict is not None:
                 return score, verdict, True

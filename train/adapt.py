@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from siamese.runtime import model_zoo
 from siamese.runtime.errors import DatasetError
 from siamese.train.augment import AugmentConfig, augment
-from siamese.train.data import normalize
+from siamese.train.data import model_input
 from siamese.train.degrade import degrade_batch
 from siamese.train.packaged import RebuiltModel, load_onnx, set_statistics
 
@@ -79,11 +79,7 @@ def _views(crops: np.ndarray) -> torch.Tensor:
 
 
 def _student_input(views: torch.Tensor, rebuilt: RebuiltModel) -> torch.Tensor:
-    spec = rebuilt.info.preprocess
-    if views.shape[-1] != spec.size:
-        views = F.interpolate(views, size=(spec.size, spec.size), mode="bilinear",
-                              align_corners=False, antialias=True)
-    return normalize(views, spec)
+    return model_input(views, rebuilt.info.preprocess)
 
 
 def _batch_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2):

@@ -56,6 +56,21 @@ def normalize(x: torch.Tensor, spec: Preprocess) -> torch.Tensor:
     return (x - mean) / std
 
 
+def model_input(views: torch.Tensor, spec: Preprocess) -> torch.Tensor:
+    """[0, 1] RGB views (N, 3, H, W), or grey (N, 1, H, W), of any size as a model's input:
+    resized to `spec.size`, coloured, normalised and laid out as `spec` says."""
+    if views.shape[-1] != spec.size:
+        views = torch.nn.functional.interpolate(views, size=(spec.size, spec.size),
+                                                mode="bilinear", align_corners=False,
+                                                antialias=True)
+    if spec.color == "gray" and views.shape[1] == 3:
+        views = luminance(views)
+    elif spec.color == "rgb" and views.shape[1] == 1:
+        views = views.expand(-1, 3, -1, -1)
+    x = normalize(views, spec)
+    return x.permute(0, 2, 3, 1).contiguous() if spec.layout == "NHWC" else x
+
+
 def split_train_val(faces: AlignedFaces, records: list[CacheRecord], val_fraction: float,
                     seed: int, spec: Preprocess,
                     device: torch.device | str) -> tuple[FaceTensors, FaceTensors]:

@@ -22,7 +22,7 @@ from onnx import numpy_helper
 from siamese.runtime.errors import ModelError
 from siamese.runtime.model_info import ModelInfo
 from siamese.runtime.vision.preprocess import Preprocess
-from siamese.train.data import luminance, normalize
+from siamese.train.data import model_input
 
 Op = Callable[..., torch.Tensor]
 _INTEGER_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
@@ -169,16 +169,7 @@ class OnnxTeacher(torch.nn.Module):
 
     def model_input(self, views: torch.Tensor) -> torch.Tensor:
         """[0, 1] RGB views (N, 3, H, W), or grey (N, 1, H, W), to this model's input."""
-        spec = self.spec
-        if views.shape[-1] != spec.size:
-            views = F.interpolate(views, size=(spec.size, spec.size), mode="bilinear",
-                                  align_corners=False, antialias=True)
-        if spec.color == "gray" and views.shape[1] == 3:
-            views = luminance(views)
-        elif spec.color == "rgb" and views.shape[1] == 1:
-            views = views.expand(-1, 3, -1, -1)
-        x = normalize(views, spec)
-        return x.permute(0, 2, 3, 1).contiguous() if spec.layout == "NHWC" else x
+        return model_input(views, self.spec)
 
     @torch.no_grad()
     def forward(self, views: torch.Tensor) -> torch.Tensor:
